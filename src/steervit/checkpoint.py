@@ -1,0 +1,199 @@
+"""Reading and writing SteerViT weights, safely.
+
+Two formats:
+- the published `.pth` (reference §2): a pickled dict with an OmegaConf config. It is read with
+  `torch.load(weights_only=True)` and only OmegaConf's container classes allow-listed, so nothing
+  in the file can run code; anything else is refused.
+- this project's directory: `config.json` + `model.safetensors` (trainable tensors only).
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import pickle
+import typing
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .config import SteerViTConfig
+from .io import atomic_path, require_file
+
+HUB_REPO = "JonaRuthardt/SteerViT"
+FORMAT_NAME = "steervit"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+# Published key prefix -> ours. CA layers live in `cross_attn_layers.{block}` instead of inside timm's blocks.
+_PUBLISHED_CA = "vision_model.trunk.blocks."
+_PUBLISHED_HEAD = "lin_seg_head."
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: corrupt, truncated, unsafe or for another model."""
+
+
+def _omegaconf_safe_globals() -> list[Any]:
+    from omegaconf import DictConfig, ListConfig, nodes
+    from omegaconf.base import ContainerMetadata, Metadata
+
+    node_types = [getattr(nodes, n) for n in dir(nodes) if n.endswith("Node") and isinstance(getattr(nodes, n), type)]
+    return [DictConfig, ListConfig, ContainerMetadata, Metadata, typing.Any, collections.defaultdict,
+            collections.OrderedDict, dict, list, int, float, str, bool, *node_types]
+
+
+def read_published(path: str | Path) -> dict[str, Any]:
+    """Read a published `.pth` safely; returns the dict with `config` converted to plain containers."""
+    path = require_file(path, "checkpoint")
+    try:
+        with torch.serialization.safe_globals(_omegaconf_safe_globals()):
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"refused to load {path}: it needs objects outside the safe allow-list "
+            f"(tensors, plain containers, OmegaConf configs). Nothing from the file was executed.\n{err}"
+        ) from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(f"{path} is corrupt or truncated: {err}") from err
+    if not isinstance(data, dict) or "state_dict" not in data:
+        raise CheckpointError(f"{path} is not a SteerViT checkpoint (no 'state_dict')")
+    config = data.get("config")
+    if config is None:
+        raise CheckpointError(f"{path} has no 'config'; cannot tell which trunk and text encoder it needs")
+    if not isinstance(config, dict):
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.to_container(config, resolve=True)
+    return {**data, "config": config}
+
+
+def published_to_adapter(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename published state-dict keys to this project's; unknown keys are kept (and later rejected)."""
+    out = {}
+    for key, value in state.items():
+        new = key
+        if key.startswith(_PUBLISHED_CA) and ".gated_cross_attn." in key:
+            block, rest = key[len(_PUBLISHED_CA):].split(".gated_cross_attn.", 1)
+            new = f"cross_attn_layers.{block}.{rest}"
+        elif key.startswith(_PUBLISHED_HEAD):
+            new = "seg_head." + key[len(_PUBLISHED_HEAD):]
+        out[new] = value
+    return out
+
+
+def adapter_to_published(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of `published_to_adapter`, for writing files the published code can read."""
+    out = {}
+    for key, value in state.items():
+        if key.startswith("cross_attn_layers."):
+            block, rest = key[len("cross_attn_layers."):].split(".", 1)
+            key = f"{_PUBLISHED_CA}{block}.gated_cross_attn.{rest}"
+        elif key.startswith("seg_head."):
+            key = _PUBLISHED_HEAD + key[len("seg_head."):]
+        out[key] = value
+    return out
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_model(model, directory: str | Path) -> None:
+    """`config.json` + `model.safetensors`; each file written atomically (temp file + rename)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous().cpu() for k, v in model.adapter_state_dict().items()}
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"format": FORMAT_NAME})
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "trunk": {"name": model.config.trunk, "weights_sha256": model.config.trunk_weights_sha256,
+                  "width": model.feature_dim, "depth": len(model.trunk.blocks)},
+        "text_encoder": {"name": model.config.text_encoder, "width": model.config.text_dim},
+    }
+    with atomic_path(directory / CONFIG_FILE) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def read_saved(directory: str | Path) -> tuple[SteerViTConfig, dict[str, torch.Tensor]]:
+    directory = Path(directory)
+    config_path = require_file(directory / CONFIG_FILE, "model config")
+    weights_path = require_file(directory / WEIGHTS_FILE, "model weights")
+    try:
+        meta = json.loads(config_path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{config_path} is not valid JSON: {err}") from err
+    if meta.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{config_path} is not a steervit model config")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{config_path} has format version {meta['format_version']}; "
+                              f"this steervit reads up to {FORMAT_VERSION}: upgrade steervit")
+    try:
+        state = load_file(str(weights_path))
+    except Exception as err:  # safetensors raises its own error type for corrupt headers
+        raise CheckpointError(f"{weights_path} is corrupt or truncated: {err}") from err
+    return SteerViTConfig.from_dict(meta["config"]), state
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """A local file or directory, or a file name in the hub repo (downloaded when a network is there)."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return path
+    name = str(name_or_path)
+    if "/" in name or "\\" in name or not name.endswith((".pth", ".pt")):
+        raise FileNotFoundError(f"no model found at {path}")
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(HUB_REPO, name))
+    except Exception as err:
+        raise OSError(
+            f"could not fetch {name!r} from the Hugging Face Hub repo {HUB_REPO}: {err}\n"
+            "Offline, pass local files: SteerViT.from_pretrained('/path/steervit_dinov2_base.pth', "
+            "backbone_weights='/path/trunk.safetensors', text_encoder='/path/roberta-large')"
+        ) from err
+
+
+def load_model(cls, name_or_path, *, backbone_weights=None, text_encoder=None, device=None, dtype=None):
+    """Build a model from a checkpoint (published `.pth` or saved directory) and load its weights strictly."""
+    path = resolve_checkpoint(name_or_path)
+    if path.is_dir():
+        config, state = read_saved(path)
+    else:
+        data = read_published(path)
+        try:
+            config = SteerViTConfig.from_published(data["config"])
+        except (KeyError, ValueError, TypeError) as err:
+            raise CheckpointError(f"{path}: cannot read its config: {err}") from err
+        state = published_to_adapter(data["state_dict"])
+    if config.text_dim is None and "connector.mlp.0.weight" in state:
+        config.text_dim = int(state["connector.mlp.0.weight"].shape[1])
+    if backbone_weights is not None:
+        sha = sha256_file(require_file(backbone_weights, "backbone weights"))
+        if config.trunk_weights_sha256 and config.trunk_weights_sha256 != sha:
+            import warnings
+
+            warnings.warn(f"backbone weights {backbone_weights} differ from those the model was saved with",
+                          stacklevel=3)
+        config.trunk_weights_sha256 = sha
+    if text_encoder is not None and text_encoder is not False:
+        config.text_encoder = str(text_encoder)
+    model = cls(config, backbone_weights=backbone_weights,
+                text_encoder=False if text_encoder is False else None)
+    model.load_adapter_state_dict(state)
+    model.eval()
+    if device is not None or dtype is not None:
+        model.to(device=device, dtype=dtype)
+    return model

@@ -1,0 +1,90 @@
+"""Model configuration: one dataclass that says how a SteerViT is built.
+
+It is what `save_pretrained` writes to `config.json`, and what a published checkpoint's OmegaConf
+config is translated into, so every way of building a model goes through the same fields.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+DEFAULT_TRUNK = "vit_base_patch14_dinov2.lvd142m"
+DEFAULT_TEXT_ENCODER = "roberta-large"
+# The published configs list every other block from 1 up to 25; blocks past the trunk's depth are ignored.
+PUBLISHED_CROSS_ATTN_LAYERS = tuple(range(1, 26, 2))
+
+
+@dataclass
+class SteerViTConfig:
+    """Everything needed to rebuild a SteerViT (the weights come separately)."""
+
+    trunk: str = DEFAULT_TRUNK
+    image_size: int = 336
+    text_encoder: str = DEFAULT_TEXT_ENCODER
+    # Block indices (0-based) that get a gated cross-attention layer before their self-attention.
+    # None means every other block from 1, i.e. 1, 3, 5, ... up to the trunk's depth.
+    cross_attn_layers: list[int] | None = None
+    cross_attn_heads: int = 16
+    cross_attn_head_dim: int = 72
+    use_ffn: bool = False
+    ffn_mult: int = 2
+    pooling: str = "cls"  # "cls" | "mean"
+    # Width of the text encoder's hidden states; filled in when the model is built.
+    text_dim: int | None = None
+    # Identity of the frozen parts, filled in when known (e.g. a sha256 of the trunk weights file).
+    trunk_weights_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', got {self.pooling!r}")
+        if self.image_size <= 0:
+            raise ValueError(f"image_size must be positive, got {self.image_size}")
+        if self.cross_attn_heads <= 0 or self.cross_attn_head_dim <= 0:
+            raise ValueError("cross_attn_heads and cross_attn_head_dim must be positive")
+        if self.cross_attn_layers is not None:
+            self.cross_attn_layers = sorted({int(i) for i in self.cross_attn_layers})
+
+    def resolve_cross_attn_layers(self, depth: int) -> list[int]:
+        """The CA block indices that exist in a trunk of `depth` blocks."""
+        layers = self.cross_attn_layers
+        if layers is None:
+            layers = list(range(1, depth, 2))
+        bad = [i for i in layers if i < 0]
+        if bad:
+            raise ValueError(f"cross_attn_layers must be >= 0, got {bad}")
+        return [i for i in layers if i < depth]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SteerViTConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown SteerViT config keys: {unknown}")
+        return cls(**dict(data))
+
+    @classmethod
+    def from_published(cls, config: Mapping[str, Any]) -> "SteerViTConfig":
+        """Translate the published training config (`vision_encoder`, `text_encoder`, ...)."""
+        try:
+            vision = config["vision_encoder"]
+            text = config["text_encoder"]
+        except (KeyError, TypeError) as err:
+            raise ValueError(
+                "not a published SteerViT config: expected keys 'vision_encoder' and 'text_encoder'"
+            ) from err
+        if isinstance(text, Mapping):  # tolerate {"name": ...} style configs
+            text = text.get("name") or text.get("model_name")
+        layers: Sequence[int] = vision.get("cross_attn_layers", PUBLISHED_CROSS_ATTN_LAYERS)
+        return cls(
+            trunk=str(vision["model_name"]),
+            image_size=int(vision.get("resolution", 336)),
+            text_encoder=str(text),
+            cross_attn_layers=[int(i) for i in layers],
+            use_ffn=bool(vision.get("use_ffn", False)),
+            ffn_mult=int(vision.get("cross_attn_ffn_mult", 2)),
+            pooling=str(vision.get("feature_aggregation", "cls")),
+        )

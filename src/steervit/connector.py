@@ -1,0 +1,22 @@
+"""The connector ("multimodal adapter"): maps frozen text-encoder tokens into the ViT's width."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Connector(nn.Module):
+    """L2-normalise each text token, then Linear -> ReLU -> Linear (both with bias)."""
+
+    def __init__(self, text_dim: int, vision_dim: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(text_dim, text_dim), nn.ReLU(), nn.Linear(text_dim, vision_dim)
+        )
+        for layer in (self.mlp[0], self.mlp[2]):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, text_states: torch.Tensor) -> torch.Tensor:
+        return self.mlp(F.normalize(text_states, dim=-1))

@@ -1,0 +1,71 @@
+"""Gated cross-attention: image tokens read the text tokens, through a tanh gate that starts at 0.
+
+Flamingo-style: the gate is a scalar initialised to zero, so a fresh layer is the identity and the
+frozen ViT is untouched until training opens the gate. The effective gate is `tanh(factor * gate)`;
+`factor` is the published "gate factor" knob (0 = plain trunk, 1 = trained model) and is kept apart
+from the stored parameter so changing it never alters what gets saved.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention from (normalised) image tokens to text tokens; no biases, no dropout."""
+
+    def __init__(self, dim: int, heads: int = 16, head_dim: int = 72) -> None:
+        super().__init__()
+        self.heads = heads
+        self.head_dim = head_dim
+        inner = heads * head_dim
+        self.norm = nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_kv = nn.Linear(dim, 2 * inner, bias=False)  # rows: K (head-major), then V
+        self.to_out = nn.Linear(inner, dim, bias=False)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """x: (B, N, D) image tokens; text: (B, L, D) connector outputs; text_mask: (B, L) True = keep."""
+        b, n, _ = x.shape
+        q = self.to_q(self.norm(x)).view(b, n, self.heads, self.head_dim).transpose(1, 2)
+        k, v = self.to_kv(text).chunk(2, dim=-1)
+        k = k.view(b, -1, self.heads, self.head_dim).transpose(1, 2)
+        v = v.view(b, -1, self.heads, self.head_dim).transpose(1, 2)
+        mask = text_mask[:, None, None, :].to(torch.bool)  # broadcast over heads and queries
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.to_out(out.transpose(1, 2).reshape(b, n, self.heads * self.head_dim))
+
+
+class FeedForward(nn.Sequential):
+    """LN -> Linear(d, mult*d) -> GELU -> Linear(mult*d, d); indices match the published keys (ff.0/1/3)."""
+
+    def __init__(self, dim: int, mult: int = 2) -> None:
+        super().__init__(
+            nn.LayerNorm(dim),
+            nn.Linear(dim, mult * dim, bias=False),
+            nn.GELU(),
+            nn.Linear(mult * dim, dim, bias=False),
+        )
+
+
+class GatedCrossAttention(nn.Module):
+    """`x + tanh(f*g) * CA(x, text)` and, optionally, `+ tanh(f*g_ff) * FFN(x)`."""
+
+    def __init__(
+        self, dim: int, heads: int = 16, head_dim: int = 72, use_ffn: bool = False, ffn_mult: int = 2
+    ) -> None:
+        super().__init__()
+        self.cross_attn = CrossAttention(dim, heads, head_dim)
+        self.attn_gate = nn.Parameter(torch.zeros(1))
+        self.ff = FeedForward(dim, ffn_mult) if use_ffn else None
+        self.ff_gate = nn.Parameter(torch.zeros(1)) if use_ffn else None
+        self.gate_factor = 1.0
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        if self.gate_factor == 0.0:  # tanh(0) = 0: skip the work and return the input exactly
+            return x
+        x = x + torch.tanh(self.gate_factor * self.attn_gate) * self.cross_attn(x, text, text_mask)
+        if self.ff is not None:
+            x = x + torch.tanh(self.gate_factor * self.ff_gate) * self.ff(x)
+        return x

@@ -1,0 +1,36 @@
+"""The referential-segmentation objective at patch level (reference §4)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def patch_targets(masks: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Binary masks (B, H, W) -> (B, N) soft targets: mask average-pooled per patch, renormalised to sum 1.
+
+    An empty mask gives an all-zero target (it then contributes no loss).
+    """
+    if masks.ndim not in (3, 4):
+        raise ValueError(f"masks must be (B, H, W), got {tuple(masks.shape)}")
+    pooled = patch_coverage(masks, patch_size)
+    total = pooled.sum(1, keepdim=True)
+    return torch.where(total > 0, pooled / total.clamp_min(1e-12), torch.zeros_like(pooled))
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of `-sum_i y_i log softmax(logits)_i` (logits and targets (B, N))."""
+    if logits.shape != targets.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ")
+    return -(targets * logits.float().log_softmax(-1)).sum(-1).mean()
+
+
+def patch_coverage(masks: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Share of each patch's pixels inside the mask, (B, H, W) -> (B, N)."""
+    if masks.ndim == 4 and masks.shape[1] == 1:
+        masks = masks[:, 0]
+    return F.avg_pool2d(masks[:, None].float(), kernel_size=patch_size, stride=patch_size).flatten(1)
+
+
+def probability_mass(logits: torch.Tensor, masks: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """`pmass` per sample: the softmax mass inside the mask, each patch's mass spread over its pixels."""
+    return (logits.float().softmax(-1) * patch_coverage(masks, patch_size)).sum(-1)

@@ -1,0 +1,366 @@
+"""SteerViT: a frozen ViT whose tokens read a frozen text encoder through gated cross-attention.
+
+The model is composed explicitly: the trunk's own modules run in order (embedding, blocks, final
+norm) and a `GatedCrossAttention` runs before each block that has one. Nothing inside timm or
+transformers is replaced. Reference §1 (architecture) and §3 (inference behaviour).
+
+Text can be given as strings (one per image, the published form), as a `TextEmbedding` from
+`encode_text` (cached, reusable, the text encoder can then be dropped), and with `cross=True` every
+prompt is applied to every image in one batched pass, giving outputs shaped (B, P, ...).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import heatmaps as hm
+from .config import SteerViTConfig
+from .connector import Connector
+from .cross_attention import GatedCrossAttention
+from .text import TextEmbedding, TextEncoder
+from .trunk import create_trunk, embed, self_attention_probs
+
+Texts = Union[None, Sequence[str], TextEmbedding]
+DEFAULT_CHUNK = 64  # image-prompt pairs per pass in cross mode
+
+
+class SteerViT(nn.Module):
+    """A steerable Vision Transformer. Build with `from_pretrained` or from a `SteerViTConfig`."""
+
+    def __init__(
+        self,
+        config: SteerViTConfig,
+        *,
+        trunk: nn.Module | None = None,
+        text_encoder: TextEncoder | None | bool = None,
+        backbone_weights: str | Path | None = None,
+        pretrained_trunk: bool | None = None,
+    ) -> None:
+        """`trunk`/`text_encoder` may be given ready-made; otherwise they are built from `config`.
+
+        `text_encoder=False` builds no text encoder (then `config.text_dim` must be set, and text is
+        passed as saved `TextEmbedding`s).
+        """
+        super().__init__()
+        self.config = config
+        self.trunk = trunk if trunk is not None else create_trunk(
+            config.trunk, config.image_size, backbone_weights, pretrained_trunk
+        )
+        self.trunk.eval().requires_grad_(False)
+        if text_encoder is None:
+            text_encoder = TextEncoder(config.text_encoder)
+        self.text_encoder = text_encoder or None
+        if self.text_encoder is not None:
+            self.text_encoder.requires_grad_(False)
+            config.text_dim = self.text_encoder.dim
+        if config.text_dim is None:
+            raise ValueError("config.text_dim is needed when the model has no text encoder")
+
+        width = self.feature_dim
+        self.connector = Connector(config.text_dim, width)
+        self.cross_attn_layers = nn.ModuleDict({
+            str(i): GatedCrossAttention(
+                width, config.cross_attn_heads, config.cross_attn_head_dim, config.use_ffn, config.ffn_mult
+            )
+            for i in config.resolve_cross_attn_layers(len(self.trunk.blocks))
+        })
+        if not self.cross_attn_layers:
+            raise ValueError(f"no cross-attention layer fits a trunk of {len(self.trunk.blocks)} blocks")
+        self.seg_head = nn.Linear(width, 1)
+        nn.init.zeros_(self.seg_head.weight)
+        nn.init.zeros_(self.seg_head.bias)
+        self._gate_factor = 1.0
+
+    # ----------------------------------------------------------------------------- properties
+    @property
+    def patch_size(self) -> int:
+        return int(self.trunk.patch_embed.patch_size[0])
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.trunk.embed_dim)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config.image_size)
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return int(self.trunk.num_prefix_tokens)
+
+    @property
+    def device(self) -> torch.device:
+        return self.trunk.patch_embed.proj.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.trunk.patch_embed.proj.weight.dtype
+
+    @property
+    def gate_factor(self) -> float:
+        return self._gate_factor
+
+    # ----------------------------------------------------------------------------- training view
+    def train(self, mode: bool = True) -> "SteerViT":
+        """Only the adapter trains; the frozen trunk and text encoder always stay in eval mode."""
+        super().train(mode)
+        self.trunk.eval()
+        if self.text_encoder is not None:
+            self.text_encoder.eval()
+        return self
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"connector": self.connector, "cross_attn_layers": self.cross_attn_layers, "seg_head": self.seg_head}
+
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        """Name -> parameter for exactly what training updates: CA layers, connector, head."""
+        return {
+            f"{prefix}.{name}": p
+            for prefix, module in self.trainable_modules().items()
+            for name, p in module.named_parameters()
+        }
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """The trainable tensors (what checkpoints store), detached."""
+        return {k: p.detach() for k, p in self.trainable_parameters().items()}
+
+    def load_adapter_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load trainable tensors strictly: any missing, unexpected or mis-shaped key is an error."""
+        own = self.trainable_parameters()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        wrong = sorted(
+            f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+            for k in set(own) & set(state)
+            if tuple(state[k].shape) != tuple(own[k].shape)
+        )
+        if missing or unexpected or wrong:
+            lines = [f"the weights do not fit this model (trunk {self.config.trunk}, width "
+                     f"{self.feature_dim}, {len(self.trunk.blocks)} blocks, text width {self.config.text_dim}):"]
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+                if keys:
+                    lines.append(f"  {label} ({len(keys)}): " + ", ".join(keys[:10]) + (" ..." if len(keys) > 10 else ""))
+            raise ValueError("\n".join(lines))
+        with torch.no_grad():
+            for k, p in own.items():
+                p.copy_(state[k].to(p.dtype))
+
+    def set_gate_factor(self, factor: float) -> None:
+        """Scale every raw gate by `factor`: effective gate `tanh(factor * g)`; 0 = plain trunk.
+
+        The stored parameters are untouched, so saving after this still writes the trained gates.
+        """
+        factor = float(factor)
+        if not factor >= 0.0:
+            raise ValueError(f"gate factor must be >= 0, got {factor}")
+        self._gate_factor = factor
+        for layer in self.cross_attn_layers.values():
+            layer.gate_factor = factor
+
+    def adapter_fingerprint(self) -> str:
+        """A short hash of the connector weights; ties saved text embeddings to the weights that made them."""
+        h = hashlib.sha256()
+        for p in self.connector.parameters():
+            h.update(p.detach().float().cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    # ----------------------------------------------------------------------------- text side
+    def encode_text(self, prompts: Sequence[str]) -> TextEmbedding:
+        """Prompts -> connector outputs + mask. Frozen encoder states are cached per prompt (LRU)."""
+        if self.text_encoder is None:
+            raise RuntimeError(
+                "this model has no text encoder loaded; pass a TextEmbedding (see load_text_embedding) "
+                "or load the model with a text encoder"
+            )
+        states, mask = self.text_encoder.encode(prompts)
+        tokens = self.connector(states.to(device=self.connector.mlp[0].weight.device,
+                                          dtype=self.connector.mlp[0].weight.dtype))
+        return TextEmbedding(tokens, mask.to(tokens.device), list(prompts))
+
+    def save_text_embedding(self, embedding: TextEmbedding, path: str | Path) -> None:
+        embedding.fingerprint = self.adapter_fingerprint()
+        embedding.save(path)
+
+    def load_text_embedding(self, path: str | Path) -> TextEmbedding:
+        """Load a saved embedding, refusing one made with different adapter weights."""
+        embedding = TextEmbedding.load(path)
+        if embedding.fingerprint and embedding.fingerprint != self.adapter_fingerprint():
+            raise ValueError(
+                f"{path} was made with other adapter weights (fingerprint {embedding.fingerprint}, "
+                f"this model {self.adapter_fingerprint()}); re-encode the prompts"
+            )
+        if embedding.tokens.shape[-1] != self.feature_dim:
+            raise ValueError(f"{path} has width {embedding.tokens.shape[-1]}, model expects {self.feature_dim}")
+        return embedding.to(self.device, self.connector.mlp[0].weight.dtype)
+
+    def drop_text_encoder(self) -> None:
+        """Free the text encoder's memory; text must then come as `TextEmbedding`s."""
+        self.text_encoder = None
+
+    def _text(self, texts: Texts, batch: int, cross: bool) -> TextEmbedding | None:
+        if texts is None:
+            return None
+        embedding = texts if isinstance(texts, TextEmbedding) else self.encode_text(texts)
+        if not cross and len(embedding) != batch:
+            raise ValueError(
+                f"got {len(embedding)} prompts for {batch} images: give one prompt per image, "
+                "or pass cross=True to apply every prompt to every image"
+            )
+        if embedding.tokens.shape[-1] != self.feature_dim:
+            raise ValueError(f"text embedding width {embedding.tokens.shape[-1]} != model width {self.feature_dim}")
+        return embedding.to(self.device, self.connector.mlp[0].weight.dtype)
+
+    # ----------------------------------------------------------------------------- image side
+    def _check_images(self, images: torch.Tensor) -> torch.Tensor:
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"images must be a tensor (B, 3, H, W); got {type(images).__name__} "
+                            "(use get_transforms() to turn PIL images into tensors)")
+        if images.ndim == 3:
+            raise ValueError(f"images must be batched (B, 3, H, W); got {tuple(images.shape)} "
+                             "(add a batch axis with images[None])")
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, H, W) with 3 channels; got {tuple(images.shape)}")
+        h, w = images.shape[-2:]
+        if h % self.patch_size or w % self.patch_size:
+            raise ValueError(f"image size {h}x{w} is not divisible by the patch size {self.patch_size}")
+        if images.shape[0] == 0:
+            raise ValueError("empty batch of images")
+        return images.to(self.device, self.dtype)
+
+    def _grid(self, images: torch.Tensor) -> tuple[int, int]:
+        return images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size
+
+    def _run_blocks(
+        self, x: torch.Tensor, start: int, text: TextEmbedding | None, attn_layer: int | None = None
+    ) -> torch.Tensor:
+        """Run trunk blocks from `start` (CA first where a block has one); returns final-normed tokens,
+        or, when `attn_layer` is given, that block's CLS->all attention probabilities (B, heads, N)."""
+        for i in range(start, len(self.trunk.blocks)):
+            block = self.trunk.blocks[i]
+            if text is not None and str(i) in self.cross_attn_layers:
+                x = self.cross_attn_layers[str(i)](x, text.tokens, text.mask)
+            if i == attn_layer:
+                return self_attention_probs(block, x)[:, :, 0]
+            x = block(x)
+        return self.trunk.norm(x)
+
+    def _first_steered_block(self) -> int:
+        return min(int(i) for i in self.cross_attn_layers)
+
+    def _pairs(self, images: torch.Tensor, texts: Texts, cross: bool, chunk_size: int | None,
+               attn_layer: int | None = None) -> torch.Tensor:
+        """Tokens (or attention) for each image with its text; in cross mode for every (image, prompt)
+        pair, shaped (B, P, ...). The prompt-independent blocks run once per image."""
+        images = self._check_images(images)
+        b = images.shape[0]
+        text = self._text(texts, b, cross)
+        if text is None:
+            return self._run_blocks(embed(self.trunk, images), 0, None, attn_layer)
+        start = self._first_steered_block()
+        if attn_layer is not None:
+            start = min(start, attn_layer)
+        x = embed(self.trunk, images)
+        for i in range(start):
+            x = self.trunk.blocks[i](x)
+        if not cross:
+            return self._run_blocks(x, start, text, attn_layer)
+        p = len(text)
+        chunk = max(1, chunk_size or DEFAULT_CHUNK)
+        outs = []
+        for lo in range(0, b * p, chunk):
+            idx = torch.arange(lo, min(lo + chunk, b * p), device=x.device)
+            sub = TextEmbedding(text.tokens[idx % p], text.mask[idx % p], ["" for _ in idx])
+            outs.append(self._run_blocks(x[idx // p], start, sub, attn_layer))
+        out = torch.cat(outs)
+        return out.view(b, p, *out.shape[1:])
+
+    def forward(self, images: torch.Tensor, texts: Texts = None, *, return_logits: bool = False,
+                cross: bool = False, chunk_size: int | None = None):
+        """All tokens after the final norm (B, 1+N, D); with `return_logits` also the head's (B, N) logits."""
+        tokens = self._pairs(images, texts, cross, chunk_size)
+        if not return_logits:
+            return tokens
+        return tokens, self.seg_head(tokens[..., self.num_prefix_tokens:, :]).squeeze(-1)
+
+    def _pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.config.pooling == "cls":
+            return tokens[..., 0, :]
+        return tokens[..., self.num_prefix_tokens:, :].mean(-2)
+
+    def get_global_features(self, images: torch.Tensor, texts: Texts = None, *, cross: bool = False,
+                            chunk_size: int | None = None) -> torch.Tensor:
+        """Global feature (B, D), or (B, P, D) with cross=True: CLS token or mean of patch tokens."""
+        return self._pool(self._pairs(images, texts, cross, chunk_size))
+
+    def get_dense_features(self, images: torch.Tensor, texts: Texts = None, *, cross: bool = False,
+                           chunk_size: int | None = None) -> torch.Tensor:
+        """Patch tokens without prefix tokens: (B, N, D), or (B, P, N, D) with cross=True."""
+        return self._pairs(images, texts, cross, chunk_size)[..., self.num_prefix_tokens:, :]
+
+    def segmentation_logits(self, images: torch.Tensor, texts: Texts, *, cross: bool = False,
+                            chunk_size: int | None = None) -> torch.Tensor:
+        """The head's per-patch logits (B, N), or (B, P, N) with cross=True."""
+        return self.forward(images, texts, return_logits=True, cross=cross, chunk_size=chunk_size)[1]
+
+    def get_heatmaps(self, images: torch.Tensor, texts: Texts, *, cross: bool = False,
+                     chunk_size: int | None = None) -> torch.Tensor:
+        """Softmax over patches, on the grid, bilinear to the input size: (B, 1, H, W) or (B, P, 1, H, W)."""
+        logits = self.segmentation_logits(images, texts, cross=cross, chunk_size=chunk_size)
+        grid = self._grid(images)
+        probs = logits.float().softmax(-1).reshape(*logits.shape[:-1], *grid)
+        return hm.upsample(probs, tuple(images.shape[-2:])).unsqueeze(-3)
+
+    def get_attention_heatmaps(self, images: torch.Tensor, texts: Texts = None, layer: int = -1,
+                               head_pooling: str = "mean", remove_sinks: bool = True,
+                               interpolate: bool = True, *, cross: bool = False,
+                               chunk_size: int | None = None) -> torch.Tensor:
+        """CLS->patch self-attention of block `layer`, pooled over heads, sinks suppressed, min-max
+        normalised, upsampled: (B, H, W), or (B, P, H, W) with cross=True."""
+        depth = len(self.trunk.blocks)
+        if not -depth <= layer < depth:
+            raise ValueError(f"layer {layer} out of range for a trunk of {depth} blocks")
+        if head_pooling not in hm.HEAD_POOLINGS:
+            raise ValueError(f"head_pooling must be one of {hm.HEAD_POOLINGS}, got {head_pooling!r}")
+        cls_attn = self._pairs(images, texts, cross, chunk_size, attn_layer=layer % depth)
+        cls_attn = cls_attn[..., self.num_prefix_tokens:]
+        lead = cls_attn.shape[:-2]
+        maps = hm.attention_heatmaps(
+            cls_attn.reshape(-1, *cls_attn.shape[-2:]), self._grid(images), tuple(images.shape[-2:]),
+            head_pooling, remove_sinks, interpolate,
+        )
+        return maps.view(*lead, *maps.shape[1:])
+
+    # ----------------------------------------------------------------------------- pre-processing
+    def get_transforms(self, image_size: int | None = None):
+        """timm's eval transform for the trunk, at the model's resolution (PIL image -> normalised tensor).
+
+        Grey, RGBA and palette images are converted to RGB first.
+        """
+        from .transforms import create_transforms
+
+        return create_transforms(self.trunk, image_size or self.image_size)
+
+    # ----------------------------------------------------------------------------- persistence
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, backbone_weights: str | Path | None = None,
+                        text_encoder: str | Path | None | bool = None, device=None, dtype=None) -> "SteerViT":
+        """Load a published `.pth` checkpoint, a hub file name, or a directory from `save_pretrained`.
+
+        `backbone_weights` (local timm state dict) and `text_encoder` (HF id or folder) override what
+        the checkpoint names, so everything can be loaded offline.
+        """
+        from .checkpoint import load_model
+
+        return load_model(cls, name_or_path, backbone_weights=backbone_weights,
+                          text_encoder=text_encoder, device=device, dtype=dtype)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write `config.json` + `model.safetensors` (trainable tensors only), atomically."""
+        from .checkpoint import save_model
+
+        save_model(self, directory)

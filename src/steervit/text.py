@@ -1,0 +1,204 @@
+"""The frozen text side: a Hugging Face encoder, its tokenizer, a prompt cache, and text embeddings.
+
+`TextEncoder` turns prompts into per-token hidden states (frozen, so they can be cached per prompt).
+`TextEmbedding` is what the image side consumes: connector outputs plus a padding mask. It can be
+saved and loaded, so a deployed model can drop the text encoder entirely.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+MAX_TEXT_TOKENS = 512  # the published tokenizer call: padding, truncation, max_length=512
+
+
+def check_prompts(prompts: Sequence[str]) -> list[str]:
+    """Reject what cannot be a prompt: non-strings and empty or blank strings."""
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a list of strings, not a single string")
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("no prompts given")
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise TypeError(f"prompt {i} is {type(p).__name__}, expected str")
+        if not p.strip():
+            raise ValueError(f"prompt {i} is empty; give a referring expression such as 'the red car'")
+    return prompts
+
+
+class TextEncoder(nn.Module):
+    """A frozen `AutoModel` + `AutoTokenizer` with an LRU cache of per-prompt token states."""
+
+    def __init__(self, name_or_path: str, cache_size: int = 1024) -> None:
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        self.name = str(name_or_path)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.name)
+            self.model = AutoModel.from_pretrained(self.name)
+        except OSError as err:
+            raise OSError(
+                f"could not load text encoder {self.name!r}: {err}\n"
+                "Offline, pass a local folder with the model and tokenizer, e.g. "
+                "SteerViT.from_pretrained(..., text_encoder='/path/to/roberta-large')."
+            ) from err
+        self.model.eval().requires_grad_(False)
+        limit = getattr(self.tokenizer, "model_max_length", MAX_TEXT_TOKENS) or MAX_TEXT_TOKENS
+        self.max_length = min(MAX_TEXT_TOKENS, int(limit))
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def train(self, mode: bool = True) -> "TextEncoder":
+        """The encoder is frozen and always stays in eval mode (no dropout)."""
+        super().train(False)
+        return self
+
+    def tokenize(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        prompts = check_prompts(prompts)
+        batch = self.tokenizer(
+            prompts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        full = self.tokenizer(prompts, truncation=False)["input_ids"]
+        long = [i for i, ids in enumerate(full) if len(ids) > self.max_length]
+        if long:
+            warnings.warn(
+                f"prompts {long} exceed the text encoder's limit of {self.max_length} tokens "
+                "and were truncated",
+                stacklevel=3,
+            )
+        return batch
+
+    @torch.no_grad()
+    def encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token states (P, L, d_t) and mask (P, L), padded to the longest prompt; cached per prompt."""
+        prompts = check_prompts(prompts)
+        missing = list(dict.fromkeys(p for p in prompts if p not in self._cache))
+        if missing:
+            device = next(self.model.parameters()).device
+            batch = {k: v.to(device) for k, v in self.tokenize(missing).items()}
+            states = self.model(**batch).last_hidden_state
+            for i, prompt in enumerate(missing):
+                length = int(batch["attention_mask"][i].sum())
+                self._remember(prompt, states[i, :length])
+        rows = [self._cache[p] for p in prompts]
+        for p in prompts:
+            self._cache.move_to_end(p)
+        return pad_sequences(rows)
+
+    def _remember(self, prompt: str, states: torch.Tensor) -> None:
+        if self.cache_size <= 0:
+            return
+        self._cache[prompt] = states
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def _apply(self, fn, recurse=True):  # moving the model moves (i.e. invalidates) cached states
+        self._cache.clear()
+        return super()._apply(fn, recurse)
+
+
+def pad_sequences(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad (L_i, D) tensors to (P, L, D) with zeros; mask True where a token is real."""
+    length = max(r.shape[0] for r in rows)
+    out = rows[0].new_zeros(len(rows), length, rows[0].shape[-1])
+    mask = torch.zeros(len(rows), length, dtype=torch.bool, device=rows[0].device)
+    for i, r in enumerate(rows):
+        out[i, : r.shape[0]] = r
+        mask[i, : r.shape[0]] = True
+    return out, mask
+
+
+@dataclass
+class TextEmbedding:
+    """Connector outputs for P prompts: `tokens` (P, L, D_vision) and `mask` (P, L), True = real token.
+
+    Made by `SteerViT.encode_text`; every image-side method accepts it in place of strings.
+    `fingerprint` identifies the adapter weights that produced it, so a stale file is caught.
+    """
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    prompts: list[str]
+    fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        if self.tokens.ndim != 3 or self.mask.shape != self.tokens.shape[:2]:
+            raise ValueError(
+                f"TextEmbedding needs tokens (P, L, D) and mask (P, L); got {tuple(self.tokens.shape)} "
+                f"and {tuple(self.mask.shape)}"
+            )
+        if len(self.prompts) != self.tokens.shape[0]:
+            raise ValueError(f"{len(self.prompts)} prompts for {self.tokens.shape[0]} embeddings")
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    def __getitem__(self, index) -> "TextEmbedding":
+        """Select prompts by int, slice or index list/tensor (keeps the P axis)."""
+        if isinstance(index, int):
+            index = [index]
+        idx = torch.as_tensor(range(len(self))[index] if isinstance(index, slice) else index)
+        return TextEmbedding(
+            self.tokens[idx], self.mask[idx], [self.prompts[int(i)] for i in idx], self.fingerprint
+        )
+
+    def to(self, *args, **kwargs) -> "TextEmbedding":
+        mask = self.mask.to(device=self.tokens.to(*args, **kwargs).device)
+        return TextEmbedding(self.tokens.to(*args, **kwargs), mask, self.prompts, self.fingerprint)
+
+    def repeat_interleave(self, repeats: int) -> "TextEmbedding":
+        return TextEmbedding(
+            self.tokens.repeat_interleave(repeats, 0),
+            self.mask.repeat_interleave(repeats, 0),
+            [p for p in self.prompts for _ in range(repeats)],
+            self.fingerprint,
+        )
+
+    def save(self, path: str | Path) -> None:
+        """Write a safetensors file (atomically); prompts and fingerprint go in its metadata."""
+        from .io import atomic_path
+
+        meta = {"prompts": json.dumps(self.prompts), "fingerprint": self.fingerprint}
+        with atomic_path(path) as tmp:
+            save_file(
+                {"tokens": self.tokens.detach().contiguous().cpu(), "mask": self.mask.cpu()},
+                str(tmp),
+                metadata=meta,
+            )
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TextEmbedding":
+        from safetensors import safe_open
+
+        from .io import require_file
+
+        path = require_file(path, "text embedding")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            tensors = load_file(str(path))
+            return cls(
+                tensors["tokens"],
+                tensors["mask"].to(torch.bool),
+                json.loads(meta["prompts"]),
+                meta.get("fingerprint", ""),
+            )
+        except (KeyError, ValueError, OSError, RuntimeError) as err:
+            raise ValueError(f"{path} is not a valid SteerViT text embedding file: {err}") from err
