@@ -50,6 +50,8 @@ def _omegaconf_safe_globals() -> list[Any]:
 def read_published(path: str | Path) -> dict[str, Any]:
     """Read a published `.pth` safely; returns the dict with `config` converted to plain containers."""
     path = require_file(path, "checkpoint")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is damaged
+        raise CheckpointError(f"{path} is corrupt or truncated: not a torch zip archive")
     try:
         with torch.serialization.safe_globals(_omegaconf_safe_globals()):
             data = torch.load(path, map_location="cpu", weights_only=True)

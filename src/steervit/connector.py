@@ -19,4 +19,5 @@ class Connector(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, text_states: torch.Tensor) -> torch.Tensor:
-        return self.mlp(F.normalize(text_states, dim=-1))
+        # normalise in fp32: in fp16 the epsilon underflows and zero (padding) rows become NaN
+        return self.mlp(F.normalize(text_states.float(), dim=-1).to(text_states.dtype))

@@ -53,8 +53,8 @@ class TextEncoder(nn.Module):
                 "SteerViT.from_pretrained(..., text_encoder='/path/to/roberta-large')."
             ) from err
         self.model.eval().requires_grad_(False)
-        limit = getattr(self.tokenizer, "model_max_length", MAX_TEXT_TOKENS) or MAX_TEXT_TOKENS
-        self.max_length = min(MAX_TEXT_TOKENS, int(limit))
+        self.max_length = min(MAX_TEXT_TOKENS, int(self.tokenizer.model_max_length or MAX_TEXT_TOKENS),
+                              _position_limit(self.model.config))
         self.cache_size = cache_size
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
 
@@ -86,23 +86,23 @@ class TextEncoder(nn.Module):
     def encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token states (P, L, d_t) and mask (P, L), padded to the longest prompt; cached per prompt."""
         prompts = check_prompts(prompts)
-        missing = list(dict.fromkeys(p for p in prompts if p not in self._cache))
+        found = {p: self._cache[p] for p in prompts if p in self._cache}
+        missing = [p for p in dict.fromkeys(prompts) if p not in found]
         if missing:
             device = next(self.model.parameters()).device
             batch = {k: v.to(device) for k, v in self.tokenize(missing).items()}
             states = self.model(**batch).last_hidden_state
             for i, prompt in enumerate(missing):
-                length = int(batch["attention_mask"][i].sum())
-                self._remember(prompt, states[i, :length])
-        rows = [self._cache[p] for p in prompts]
-        for p in prompts:
-            self._cache.move_to_end(p)
-        return pad_sequences(rows)
+                found[prompt] = states[i, : int(batch["attention_mask"][i].sum())]
+        for prompt in dict.fromkeys(prompts):  # most recently used last
+            self._remember(prompt, found[prompt])
+        return pad_sequences([found[p] for p in prompts])
 
     def _remember(self, prompt: str, states: torch.Tensor) -> None:
         if self.cache_size <= 0:
             return
         self._cache[prompt] = states
+        self._cache.move_to_end(prompt)
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
 
@@ -112,6 +112,14 @@ class TextEncoder(nn.Module):
     def _apply(self, fn, recurse=True):  # moving the model moves (i.e. invalidates) cached states
         self._cache.clear()
         return super()._apply(fn, recurse)
+
+
+def _position_limit(config) -> int:
+    """How many tokens the encoder's position table holds (RoBERTa-style models offset by padding_idx + 1)."""
+    limit = int(getattr(config, "max_position_embeddings", MAX_TEXT_TOKENS) or MAX_TEXT_TOKENS)
+    if "roberta" in str(getattr(config, "model_type", "")) or getattr(config, "model_type", "") == "camembert":
+        limit -= int(config.pad_token_id or 0) + 1
+    return limit
 
 
 def pad_sequences(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -70,13 +70,18 @@ def load_trunk_weights(trunk: VisionTransformer, path: str | Path) -> None:
             new_size=trunk.patch_embed.grid_size,
             num_prefix_tokens=0 if trunk.no_embed_class else trunk.num_prefix_tokens,
         )
-    missing, unexpected = trunk.load_state_dict(state, strict=False)
-    if missing or unexpected:
+    own = trunk.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+             if k in own and v.shape != own[k].shape]
+    if missing or unexpected or wrong:
         raise ValueError(
             f"backbone weights {path} do not fit this trunk: missing {missing[:8]}"
             f"{'...' if len(missing) > 8 else ''}, unexpected {unexpected[:8]}"
-            f"{'...' if len(unexpected) > 8 else ''}"
+            f"{'...' if len(unexpected) > 8 else ''}, wrong shapes {wrong[:4]}"
         )
+    trunk.load_state_dict(state)
 
 
 def embed(trunk: VisionTransformer, images: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,358 @@
+"""The `steervit` command line.
+
+Adding a subcommand = one `add_parser` block in `build_parser` + one `cmd_*(args) -> int` function.
+Commands that load a model call `add_model_options(parser)` and `load_model(args)`.
+
+Heavy imports (torch, timm, transformers) happen inside the commands, not at module level, so parsing
+and `--help` cost nothing beyond importing the `steervit` package itself.
+Errors a user can fix (missing files, bad checkpoints, bad values) print one line,
+`steervit: error: ...`, and exit with code 2; `--debug` shows the full traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+EXIT_ERROR = 2
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+# ------------------------------------------------------------------------------ argument helpers
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, positional: bool = False) -> None:
+    """The options every model-loading command shares."""
+    model_help = "published .pth checkpoint or a directory written by save_pretrained / `steervit convert`"
+    group = parser.add_argument_group("model options")
+    if positional:
+        group.add_argument("model", metavar="MODEL", help=model_help)
+    else:
+        group.add_argument("--model", required=True, help=model_help)
+    group.add_argument("--backbone-weights", metavar="FILE",
+                       help="local trunk state dict (.safetensors or .pth); needed offline")
+    group.add_argument("--text-encoder", metavar="NAME_OR_DIR",
+                       help="Hugging Face id or local folder; overrides the name in the checkpoint")
+    group.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ... (default: cpu)")
+    group.add_argument("--gate-factor", type=non_negative_float, default=1.0,
+                       help="steering strength: effective gate tanh(f*g); 0 = plain trunk (default: 1)")
+
+
+def torch_device(name: str):
+    """Check the device before the (slow) model load, with a message instead of a torch traceback."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"invalid --device {name!r}: {err}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name} asked for, but CUDA is not available here; use --device cpu")
+    return device
+
+
+def load_model(args: argparse.Namespace):
+    """A SteerViT in eval mode from the common model options."""
+    from .model import SteerViT
+
+    device = torch_device(args.device)
+    model = SteerViT.from_pretrained(
+        args.model, backbone_weights=args.backbone_weights, text_encoder=args.text_encoder, device=device
+    )
+    model.set_gate_factor(args.gate_factor)
+    return model
+
+
+def find_images(root: Path) -> list[Path]:
+    """Image files under `root`, recursively, in a stable (sorted) order."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def normalization(transform) -> tuple[list[float], list[float]]:
+    """Mean and std of the Normalize step in a (nested) torchvision transform, to show the model's view."""
+    from torchvision import transforms as T
+
+    pending = [transform]
+    while pending:
+        step = pending.pop()
+        if isinstance(step, T.Normalize):
+            return [float(v) for v in step.mean], [float(v) for v in step.std]
+        pending.extend(getattr(step, "transforms", []))
+    return [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+
+
+def slug(text: str, limit: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-") or "prompt"
+
+
+def unique_path(path: Path, taken: set[Path]) -> Path:
+    """`path`, or `path` with _2, _3, ... when this run already wrote one of that name."""
+    candidate, n = path, 1
+    while candidate in taken:
+        n += 1
+        candidate = path.with_name(f"{path.stem}_{n}{path.suffix}")
+    taken.add(candidate)
+    return candidate
+
+
+# ------------------------------------------------------------------------------ commands
+def cmd_heatmap(args: argparse.Namespace) -> int:
+    """One PNG per (image, prompt): image | head heatmap | attention steered | attention plain."""
+    import torch
+
+    from . import overlay as ov
+    from .io import atomic_path, open_rgb, require_file
+    from .text import check_prompts
+
+    images = [require_file(p, "image") for p in args.images]  # fail before the slow model load
+    prompts = check_prompts(args.prompt)
+    model = load_model(args)
+    transform = model.get_transforms()
+    mean, std = normalization(transform)
+    out_dir = Path(args.out)
+    taken: set[Path] = set()
+
+    def panel(picture, heat, label):
+        return ov.add_label(ov.overlay(picture, heat.float().cpu().numpy(), args.alpha, args.colormap), label)
+
+    with torch.no_grad():
+        embedding = model.encode_text(prompts)
+        for path in images:
+            x = transform(open_rgb(path))[None]
+            head = model.get_heatmaps(x, embedding, cross=True)[0, :, 0]  # (P, H, W)
+            steered = model.get_attention_heatmaps(x, embedding, cross=True)[0]  # (P, H, W)
+            plain = model.get_attention_heatmaps(x, None)[0]  # (H, W)
+            picture = ov.denormalize(x[0].float().cpu().numpy(), mean, std)
+            plain_panel = panel(picture, plain, "attention (plain)")
+            for j, prompt in enumerate(prompts):
+                row = ov.hstack([
+                    ov.add_label(picture, f'"{prompt}"'),
+                    panel(picture, head[j], "head heatmap"),
+                    panel(picture, steered[j], "attention (steered)"),
+                    plain_panel,
+                ])
+                target = unique_path(out_dir / f"{path.stem}_{slug(prompt)}.png", taken)
+                with atomic_path(target) as tmp:
+                    row.save(tmp, format="PNG")
+                print(target)
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    """Global (and dense) features of every image in a folder, in one file with the paths in order."""
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+    from tqdm import tqdm
+
+    from .io import atomic_path, open_rgb
+
+    out = Path(args.out)
+    if out.suffix not in (".safetensors", ".npy"):
+        raise ValueError(f"--out must end in .safetensors or .npy, got {out}")
+    if args.dense and out.suffix == ".npy":
+        raise ValueError("--dense needs a .safetensors output (a .npy file holds the global features only)")
+    root = Path(args.directory).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    files = find_images(root)
+    if not files:
+        raise ValueError(f"no images ({' '.join(IMAGE_EXTENSIONS)}) found under {root}")
+
+    model = load_model(args)
+    transform = model.get_transforms()
+    kept: list[Path] = []
+    global_parts: list[torch.Tensor] = []
+    dense_parts: list[torch.Tensor] = []
+    batch: list[torch.Tensor] = []
+
+    def flush() -> None:
+        x = torch.stack(batch)
+        text = None if embedding is None else embedding.repeat_interleave(len(batch))  # one prompt per image
+        global_parts.append(model.get_global_features(x, text).float().cpu())
+        if args.dense:
+            dense_parts.append(model.get_dense_features(x, text).float().cpu())
+        batch.clear()
+
+    with torch.no_grad():
+        embedding = None if args.prompt is None else model.encode_text([args.prompt])
+        for path in tqdm(files, desc="embedding", unit="img", disable=None):
+            try:
+                image = open_rgb(path)
+            except ValueError as err:
+                tqdm.write(f"steervit: warning: skipped unreadable image: {err}", file=sys.stderr)
+                continue
+            batch.append(transform(image))
+            kept.append(path)
+            if len(batch) == args.batch_size:
+                flush()
+        if batch:
+            flush()
+    if not kept:
+        raise ValueError(f"none of the {len(files)} image files under {root} could be read")
+
+    meta = {
+        "root": str(root.resolve()),
+        "paths": [p.relative_to(root).as_posix() for p in kept],
+        "prompt": args.prompt,
+        "model": str(args.model),
+        "gate_factor": args.gate_factor,
+    }
+    features = torch.cat(global_parts)
+    if out.suffix == ".npy":
+        with atomic_path(out) as tmp, open(tmp, "wb") as f:
+            np.save(f, features.numpy())
+        sidecar = out.with_suffix(".json")
+        with atomic_path(sidecar) as tmp:
+            tmp.write_text(json.dumps(meta, indent=1) + "\n")
+        print(out)
+        print(sidecar)
+    else:
+        tensors = {"global": features}
+        if args.dense:
+            tensors["dense"] = torch.cat(dense_parts)
+        with atomic_path(out) as tmp:
+            save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in meta.items()})
+        print(out)
+    skipped = len(files) - len(kept)
+    print(f"steervit: embedded {len(kept)} images" + (f", skipped {skipped} unreadable" if skipped else ""),
+          file=sys.stderr)
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Published .pth -> config.json + model.safetensors (the trained tensors only)."""
+    from .model import SteerViT
+
+    # The text encoder only supplies its width, which the connector weights already tell; load it only
+    # when given, to check it fits and to record it in the converted config.
+    model = SteerViT.from_pretrained(
+        args.checkpoint, backbone_weights=args.backbone_weights, text_encoder=args.text_encoder or False
+    )
+    model.save_pretrained(args.out_dir)
+    print(args.out_dir)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """What a checkpoint contains: trunk, text encoder, where the cross-attention sits, gate values, sizes."""
+    model = load_model(args)
+
+    def count(module) -> int:
+        return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+    factor = model.gate_factor
+    layers = sorted(int(i) for i in model.cross_attn_layers)
+    lines = [
+        f"model:         {args.model}",
+        f"trunk:         {model.config.trunk}",
+        f"  width {model.feature_dim}, depth {len(model.trunk.blocks)}, patch size {model.patch_size}, "
+        f"image size {model.image_size}, prefix tokens {model.num_prefix_tokens}, pooling {model.config.pooling}",
+        f"text encoder:  {model.config.text_encoder} (width {model.config.text_dim})",
+        f"cross-attention layers: {layers}",
+        "gates:" + (f" (effective = tanh({factor:g} * raw) at --gate-factor {factor:g})" if factor != 1.0 else ""),
+    ]
+    for i in layers:
+        layer = model.cross_attn_layers[str(i)]
+        for name in ("attn_gate", "ff_gate"):
+            gate = getattr(layer, name, None)
+            if gate is None:
+                continue
+            raw = float(gate.detach().reshape(-1)[0])
+            line = f"  block {i} {name}: raw {raw:.4f}  tanh {math.tanh(raw):.4f}"
+            if factor != 1.0:
+                line += f"  effective {math.tanh(factor * raw):.4f}"
+            lines.append(line)
+    ca, connector, head = count(model.cross_attn_layers), count(model.connector), count(model.seg_head)
+    lines += [
+        "parameters:",
+        f"  trainable:    {ca + connector + head:,} (cross-attention {ca:,}, connector {connector:,}, head {head:,})",
+        f"  frozen trunk: {count(model.trunk):,}",
+        f"  text encoder: {count(model.text_encoder):,}" + ("" if model.text_encoder else " (not loaded)"),
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+# ------------------------------------------------------------------------------ parser and entry point
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .overlay import COLORMAPS
+
+    parser = argparse.ArgumentParser(prog="steervit", description="Language-steered Vision Transformers.")
+    parser.add_argument("--version", action="version", version=f"steervit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("heatmap", help="heatmap overlays for images and prompts, one PNG per pair")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--prompt", nargs="+", action="extend", required=True, metavar="P",
+                   help="one or more prompts; each is applied to every image")
+    p.add_argument("--out", default="heatmaps", metavar="DIR", help="output folder (default: heatmaps)")
+    p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in the overlays (default: 0.5)")
+    p.add_argument("--colormap", choices=COLORMAPS, default="turbo")
+    add_model_options(p)
+    p.set_defaults(func=cmd_heatmap)
+
+    p = commands.add_parser("embed", help="global (and dense) features of every image in a folder")
+    p.add_argument("directory", metavar="DIR", help="searched recursively for " + " ".join(IMAGE_EXTENSIONS))
+    p.add_argument("--prompt", help="steer every image with this prompt (default: plain trunk features)")
+    p.add_argument("--dense", action="store_true", help="also store the patch features (safetensors only)")
+    p.add_argument("--out", default="features.safetensors", metavar="FILE",
+                   help="FILE.safetensors (global, dense, paths in metadata) or FILE.npy (+ FILE.json of paths)")
+    p.add_argument("--batch-size", type=positive_int, default=32, metavar="N")
+    add_model_options(p)
+    p.set_defaults(func=cmd_embed)
+
+    p = commands.add_parser("convert", help="published .pth checkpoint -> this project's directory format")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="published .pth file")
+    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("--backbone-weights", metavar="FILE", help="local trunk state dict; needed offline")
+    p.add_argument("--text-encoder", metavar="NAME_OR_DIR",
+                   help="check the text encoder fits and record it in the config (optional)")
+    p.set_defaults(func=cmd_convert)
+
+    p = commands.add_parser("info", help="describe a checkpoint: trunk, text encoder, layers, gates, sizes")
+    add_model_options(p, positional=True)
+    p.set_defaults(func=cmd_info)
+
+    return parser
+
+
+def one_line(err: BaseException) -> str:
+    """Fold a multi-line message (hints, lists of keys) into the single error line."""
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `steervit` and `python -m steervit.cli`; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (OSError, ValueError) as err:  # FileNotFoundError, CheckpointError, bad values
+        if args.debug:
+            raise
+        print(f"steervit: error: {one_line(err)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("steervit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
