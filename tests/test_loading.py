@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import OFFICIAL, TINY_ROBERTA, TRUNK
+from support import OFFICIAL, TINY_ROBERTA, TRUNK
 from steervit import SteerViT
 from steervit.checkpoint import CheckpointError, adapter_to_published, published_to_adapter, read_published
 

@@ -7,7 +7,7 @@ import pytest
 import timm
 import torch
 
-from conftest import TINY_ROBERTA, make_tiny_model
+from support import TINY_ROBERTA, make_tiny_model
 from steervit import SteerViT, SteerViTConfig
 from steervit.losses import patch_targets, probability_mass, soft_cross_entropy
 from steervit.text import TextEncoder

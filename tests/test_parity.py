@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import GOLDEN
+from support import GOLDEN
 
 EXPECTED = load_file(str(GOLDEN / "official-tiny" / "expected.safetensors"))
 TEXTS = json.loads((GOLDEN / "official-tiny" / "inputs.json").read_text())["texts"]

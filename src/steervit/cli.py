@@ -71,9 +71,14 @@ def load_model(args: argparse.Namespace):
     from .model import SteerViT
 
     device = torch_device(args.device)
-    model = SteerViT.from_pretrained(
-        args.model, backbone_weights=args.backbone_weights, text_encoder=args.text_encoder, device=device
-    )
+    try:
+        model = SteerViT.from_pretrained(
+            args.model, backbone_weights=args.backbone_weights, text_encoder=args.text_encoder, device=device
+        )
+    except FileNotFoundError:
+        raise
+    except OSError as err:  # a download failed: say how to do it offline, in command-line terms
+        raise OSError(f"{err}\n(offline: pass --backbone-weights FILE and --text-encoder DIR)") from err
     model.set_gate_factor(args.gate_factor)
     return model
 

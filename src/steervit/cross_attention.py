@@ -24,9 +24,16 @@ class CrossAttention(nn.Module):
         self.to_q = nn.Linear(dim, inner, bias=False)
         self.to_kv = nn.Linear(dim, 2 * inner, bias=False)  # rows: K (head-major), then V
         self.to_out = nn.Linear(inner, dim, bias=False)
+        self.factorise = True  # use the cheaper, equivalent form for short prompts
 
     def forward(self, x: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """x: (B, N, D) image tokens; text: (B, L, D) connector outputs; text_mask: (B, L) True = keep."""
+        if self.factorise and text.shape[1] < self.head_dim:
+            return self.forward_factorised(x, text, text_mask)
+        return self.forward_direct(x, text, text_mask)
+
+    def forward_direct(self, x: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """The textbook form: project every image token to queries, attend, project back (SDPA)."""
         b, n, _ = x.shape
         q = self.to_q(self.norm(x)).view(b, n, self.heads, self.head_dim).transpose(1, 2)
         k, v = self.to_kv(text).chunk(2, dim=-1)
@@ -35,6 +42,28 @@ class CrossAttention(nn.Module):
         mask = text_mask[:, None, None, :].to(torch.bool)  # broadcast over heads and queries
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.to_out(out.transpose(1, 2).reshape(b, n, self.heads * self.head_dim))
+
+    def forward_factorised(self, x: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """The same function, associated the cheap way round when prompts are short (L < head_dim).
+
+        Scores `LN(x) W_q,h^T k_h^T` need only `W_q,h^T k_h` (D x L per head), and the output
+        `sum_h A_h v_h W_o,h^T` only `v_h W_o,h^T` (L x D per head), both computed once per prompt.
+        Per image token that is 2*H*L*D multiply-adds instead of 2*H*head_dim*D.
+        """
+        b, n, d = x.shape
+        length = text.shape[1]
+        k, v = self.to_kv(text).chunk(2, dim=-1)
+        k = k.view(b, length, self.heads, self.head_dim)
+        v = v.view(b, length, self.heads, self.head_dim)
+        w_q = self.to_q.weight.view(self.heads, self.head_dim, d)
+        w_o = self.to_out.weight.view(d, self.heads, self.head_dim)
+        keys = torch.einsum("blhe,hed->bhld", k, w_q) * self.head_dim**-0.5  # (B, H, L, D)
+        values = torch.einsum("blhe,dhe->bhld", v, w_o)  # (B, H, L, D)
+        scores = self.norm(x) @ keys.reshape(b, self.heads * length, d).transpose(1, 2)
+        scores = scores.view(b, n, self.heads, length)
+        scores = scores.masked_fill(~text_mask[:, None, None, :].to(torch.bool), float("-inf"))
+        probs = scores.softmax(-1).to(values.dtype).view(b, n, self.heads * length)
+        return probs @ values.reshape(b, self.heads * length, d)
 
 
 class FeedForward(nn.Sequential):

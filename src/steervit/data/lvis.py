@@ -2,8 +2,8 @@
 
 The expression is the category's first synonym with underscores as spaces (`"aerosol_can"` ->
 "aerosol can"); the mask is that instance's polygons. Images come from `coco_url`
-(`http://images.cocodataset.org/train2017/000000391895.jpg` -> `<coco_root>/train2017/000000391895.jpg`;
-LVIS val images live in COCO train2017 as well as val2017, which the URL says).
+(`http://images.cocodataset.org/train2017/000000391895.jpg` -> `<coco_root>/train2017/000000391895.jpg`):
+LVIS splits draw on both COCO 2017 folders, and only the URL says which one holds an image.
 """
 from __future__ import annotations
 

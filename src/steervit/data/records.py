@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence, Union
@@ -75,7 +77,7 @@ class Record:
 
 def polygon_mask(polygons: Sequence[Sequence[float]] | Sequence[float]) -> PolygonMask:
     """Normalise one flat polygon or a list of them into a `PolygonMask`."""
-    if polygons and isinstance(polygons[0], (int, float)):
+    if len(polygons) and isinstance(polygons[0], numbers.Real):
         polygons = [polygons]  # a single flat polygon
     return PolygonMask(tuple(tuple(float(v) for v in p) for p in polygons))
 
@@ -154,7 +156,7 @@ def _polygons_to_array(polygons: Sequence[Sequence[float]], width: int, height: 
     if not polys:
         return np.zeros((height, width), dtype=bool)
     rle = mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
-    return mask_utils.decode(rle).astype(bool)
+    return _decode_rle(mask_utils, rle)
 
 
 def _rle_to_array(rle: dict) -> np.ndarray:
@@ -165,7 +167,13 @@ def _rle_to_array(rle: dict) -> np.ndarray:
         compressed = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
     else:
         compressed = {"size": [h, w], "counts": counts.encode() if isinstance(counts, str) else counts}
-    return mask_utils.decode(compressed).astype(bool)
+    return _decode_rle(mask_utils, compressed)
+
+
+def _decode_rle(mask_utils, rle: dict) -> np.ndarray:
+    with warnings.catch_warnings():  # pycocotools' own numpy-2 `__array__(copy=...)` deprecation notice
+        warnings.filterwarnings("ignore", message=r".*__array__ implementation", category=DeprecationWarning)
+        return mask_utils.decode(rle).astype(bool)
 
 
 def _pycocotools():

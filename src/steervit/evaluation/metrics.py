@@ -270,8 +270,7 @@ def _similarity_matrix(similarity: Any) -> np.ndarray:
 def _valid_mask(exclude: Any, shape: tuple[int, int]) -> np.ndarray:
     if exclude is None:
         return np.ones(shape, dtype=bool)
-    valid = ~_numpy(exclude, bool).reshape(shape)
-    return valid
+    return ~_numpy(exclude, bool).reshape(shape)
 
 
 def precision_at_k(
@@ -299,8 +298,8 @@ def precision_at_k(
     relevant = (q_labels[:, None] == g_labels[None, :]) & valid
     ranked = np.where(valid, sim, -np.inf)
     kth = -np.partition(-ranked, k - 1, axis=1)[:, k - 1:k]  # k-th largest similarity per query
-    above = valid & (sim > kth)
-    tied = valid & (sim == kth)
+    above = ranked > kth  # excluded items are -inf and never count
+    tied = ranked == kth
     slots = k - above.sum(1)
     hits = (relevant & above).sum(1) + slots * (relevant & tied).sum(1) / tied.sum(1)
     return float(np.mean(hits / k))

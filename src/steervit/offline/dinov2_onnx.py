@@ -113,9 +113,8 @@ def _position_embedding(graph, arrays) -> torch.Tensor:
                 cls_pos = name
             elif node.op_type == "Reshape" and n > 1 and math.isqrt(n) ** 2 == n:
                 patch_pos = name
-    cls_pos = cls_pos or CLS_POS_NAME
-    patch_pos = patch_pos or PATCH_POS_NAME
-    return torch.cat([torch.from_numpy(arrays[cls_pos].copy()), torch.from_numpy(arrays[patch_pos].copy())], 1)
+    names = (cls_pos or CLS_POS_NAME, patch_pos or PATCH_POS_NAME)
+    return torch.cat([torch.from_numpy(arrays[name].copy()) for name in names], dim=1)
 
 
 def hf_dinov2_to_timm(hf: dict[str, torch.Tensor], prefix: str = "backbone.") -> dict[str, torch.Tensor]:
@@ -134,7 +133,8 @@ def hf_dinov2_to_timm(hf: dict[str, torch.Tensor], prefix: str = "backbone.") ->
         src, dst = f"encoder.layer.{i}.", f"blocks.{i}."
         attn = src + "attention.attention."
         for p in ("weight", "bias"):
-            out[dst + f"attn.qkv.{p}"] = torch.cat([sd[attn + f"{qkv}.{p}"] for qkv in ("query", "key", "value")])
+            qkv = [sd[f"{attn}{part}.{p}"] for part in ("query", "key", "value")]
+            out[dst + f"attn.qkv.{p}"] = torch.cat(qkv)
             out[dst + f"attn.proj.{p}"] = sd[src + f"attention.output.dense.{p}"]
             for name in ("norm1", "norm2", "mlp.fc1", "mlp.fc2"):
                 out[dst + f"{name}.{p}"] = sd[src + f"{name}.{p}"]
@@ -158,7 +158,8 @@ def resample_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int]) -> torch.
     if (n, n) == tuple(grid):
         return pos_embed
     patch_pos = patch_pos.reshape(1, n, n, dim).permute(0, 3, 1, 2).float()
-    patch_pos = F.interpolate(patch_pos, size=tuple(grid), mode="bicubic", align_corners=False, antialias=False)
+    patch_pos = F.interpolate(patch_pos, size=tuple(grid), mode="bicubic", align_corners=False,
+                              antialias=False)
     patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, -1, dim).to(pos_embed.dtype)
     return torch.cat([cls_pos, patch_pos], 1)
 

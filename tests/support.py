@@ -1,0 +1,34 @@
+"""Paths to the shared golden files and a builder for tiny random models, imported by tests."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import timm
+import torch
+
+SHARED = Path(os.environ.get("STEERVIT_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+GOLDEN = SHARED / "golden"
+OFFICIAL = GOLDEN / "official-tiny" / "steervit_official.pth"
+TRUNK = GOLDEN / "official-tiny" / "trunk.safetensors"
+TINY_ROBERTA = GOLDEN / "tiny-roberta"
+
+
+def make_tiny_model(trunk_name: str = "test_vit", image_size: int = 64, seed: int = 0, **config_kwargs):
+    """A random tiny SteerViT (timm test trunk + the tiny random RoBERTa) with non-zero gates."""
+    from steervit import SteerViT, SteerViTConfig
+    from steervit.text import TextEncoder
+
+    torch.manual_seed(seed)
+    trunk = timm.create_model(trunk_name, pretrained=False, num_classes=0, img_size=image_size,
+                              dynamic_img_size=True)
+    config = SteerViTConfig(trunk=trunk_name, image_size=image_size, text_encoder=str(TINY_ROBERTA),
+                            **config_kwargs)
+    model = SteerViT(config, trunk=trunk, text_encoder=TextEncoder(str(TINY_ROBERTA)))
+    with torch.no_grad():
+        for i, layer in enumerate(model.cross_attn_layers.values()):
+            layer.attn_gate.fill_(0.5 + 0.2 * i)
+            if layer.ff_gate is not None:
+                layer.ff_gate.fill_(0.3)
+        torch.nn.init.normal_(model.seg_head.weight, std=0.5)
+    return model.eval()
