@@ -142,7 +142,7 @@ def test_missing_files(tmp_path):
         load(tmp_path / "nope" / "model")
     with pytest.raises(FileNotFoundError, match="backbone weights not found"):
         load(OFFICIAL, backbone_weights=tmp_path / "missing.safetensors")
-    with pytest.raises(OSError, match="could not load text encoder"):
+    with pytest.raises(FileNotFoundError, match="text encoder folder not found"):
         load(OFFICIAL, text_encoder=tmp_path / "no-such-encoder")
 
 

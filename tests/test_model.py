@@ -214,3 +214,31 @@ def test_trainable_parameter_count_matches_reference_formula():
     expected = layers * per_layer + (t * t + t + t * d + d) + (d + 1)
     assert sum(p.numel() for p in model.trainable_parameters().values()) == expected
     assert 768 * 1152 * 4 + 2 * 768 + 1 == 3_540_481  # the paper's per-layer count at width 768
+
+
+def test_activation_checkpointing_gives_same_gradients(images64):
+    grads = []
+    for checkpointing in (False, True):
+        model = make_tiny_model().train()
+        model.grad_checkpointing = checkpointing
+        _, logits = model(images64, PROMPTS[:2], return_logits=True)
+        logits.square().mean().backward()
+        grads.append({k: p.grad.clone() for k, p in model.trainable_parameters().items()})
+    for k in grads[0]:
+        assert torch.allclose(grads[0][k], grads[1][k], atol=1e-6), k
+
+
+@torch.no_grad()
+def test_precomputed_text_states_and_one_pass_features(tiny_model, images64):
+    states, mask = tiny_model.text_encoder.encode(PROMPTS[:2])
+    from_states = tiny_model.embed_text_states(states.half(), mask, PROMPTS[:2])  # a fp16 text cache
+    glob, dense = tiny_model.get_global_and_dense_features(images64, from_states)
+    ref = tiny_model.get_global_features(images64, PROMPTS[:2])
+    assert torch.allclose(glob, ref, atol=2e-2)
+    assert torch.equal(dense, tiny_model.get_dense_features(images64, from_states))
+    with pytest.raises(ValueError, match="width"):
+        tiny_model.embed_text_states(torch.zeros(1, 3, 5), torch.ones(1, 3), ["x"])
+
+
+def test_config_records_resolved_layers(tiny_model):
+    assert tiny_model.config.cross_attn_layers == [1, 3, 5]

@@ -11,6 +11,7 @@ Errors a user can fix (missing files, bad checkpoints, bad values) print one lin
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import re
@@ -18,6 +19,9 @@ import sys
 from pathlib import Path
 
 EXIT_ERROR = 2
+# Larger command groups live beside their code; each module has `register(commands)`, which adds
+# its subparsers with `set_defaults(func=...)` and imports heavy dependencies only inside the commands.
+COMMAND_MODULES: list[str] = []
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -336,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p, positional=True)
     p.set_defaults(func=cmd_info)
 
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(commands)
     return parser
 
 

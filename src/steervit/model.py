@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence, Union
 
 import torch
-import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from . import heatmaps as hm
@@ -62,12 +62,13 @@ class SteerViT(nn.Module):
             raise ValueError("config.text_dim is needed when the model has no text encoder")
 
         width = self.feature_dim
+        config.cross_attn_layers = config.resolve_cross_attn_layers(len(self.trunk.blocks))
         self.connector = Connector(config.text_dim, width)
         self.cross_attn_layers = nn.ModuleDict({
             str(i): GatedCrossAttention(
                 width, config.cross_attn_heads, config.cross_attn_head_dim, config.use_ffn, config.ffn_mult
             )
-            for i in config.resolve_cross_attn_layers(len(self.trunk.blocks))
+            for i in config.cross_attn_layers
         })
         if not self.cross_attn_layers:
             raise ValueError(f"no cross-attention layer fits a trunk of {len(self.trunk.blocks)} blocks")
@@ -75,6 +76,8 @@ class SteerViT(nn.Module):
         nn.init.zeros_(self.seg_head.weight)
         nn.init.zeros_(self.seg_head.bias)
         self._gate_factor = 1.0
+        # Recompute frozen trunk blocks in the backward pass instead of storing their activations.
+        self.grad_checkpointing = False
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -178,9 +181,15 @@ class SteerViT(nn.Module):
                 "or load the model with a text encoder"
             )
         states, mask = self.text_encoder.encode(prompts)
-        tokens = self.connector(states.to(device=self.connector.mlp[0].weight.device,
-                                          dtype=self.connector.mlp[0].weight.dtype))
-        return TextEmbedding(tokens, mask.to(tokens.device), list(prompts))
+        return self.embed_text_states(states, mask, prompts)
+
+    def embed_text_states(self, states: torch.Tensor, mask: torch.Tensor, prompts: Sequence[str]) -> TextEmbedding:
+        """Frozen text-encoder states (P, L, d_t) + mask -> connector outputs; for precomputed text caches."""
+        weight = self.connector.mlp[0].weight
+        if states.shape[-1] != weight.shape[1]:
+            raise ValueError(f"text states have width {states.shape[-1]}, the connector expects {weight.shape[1]}")
+        tokens = self.connector(states.to(device=weight.device, dtype=weight.dtype))
+        return TextEmbedding(tokens, mask.to(device=tokens.device, dtype=torch.bool), list(prompts))
 
     def save_text_embedding(self, embedding: TextEmbedding, path: str | Path) -> None:
         embedding.fingerprint = self.adapter_fingerprint()
@@ -246,7 +255,10 @@ class SteerViT(nn.Module):
                 x = self.cross_attn_layers[str(i)](x, text.tokens, text.mask)
             if i == attn_layer:
                 return self_attention_probs(block, x)[:, :, 0]
-            x = block(x)
+            if self.grad_checkpointing and torch.is_grad_enabled() and x.requires_grad:
+                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
         return self.trunk.norm(x)
 
     def _first_steered_block(self) -> int:
@@ -296,6 +308,12 @@ class SteerViT(nn.Module):
                             chunk_size: int | None = None) -> torch.Tensor:
         """Global feature (B, D), or (B, P, D) with cross=True: CLS token or mean of patch tokens."""
         return self._pool(self._pairs(images, texts, cross, chunk_size))
+
+    def get_global_and_dense_features(self, images: torch.Tensor, texts: Texts = None, *, cross: bool = False,
+                                      chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both features from one pass: (B, D) and (B, N, D) (with cross=True: (B, P, D), (B, P, N, D))."""
+        tokens = self._pairs(images, texts, cross, chunk_size)
+        return self._pool(tokens), tokens[..., self.num_prefix_tokens:, :]
 
     def get_dense_features(self, images: torch.Tensor, texts: Texts = None, *, cross: bool = False,
                            chunk_size: int | None = None) -> torch.Tensor:

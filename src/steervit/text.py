@@ -43,6 +43,8 @@ class TextEncoder(nn.Module):
         from transformers import AutoModel, AutoTokenizer
 
         self.name = str(name_or_path)
+        if _looks_like_path(self.name) and not Path(self.name).expanduser().is_dir():
+            raise FileNotFoundError(f"text encoder folder not found: {self.name}")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.name)
             self.model = AutoModel.from_pretrained(self.name)
@@ -112,6 +114,11 @@ class TextEncoder(nn.Module):
     def _apply(self, fn, recurse=True):  # moving the model moves (i.e. invalidates) cached states
         self._cache.clear()
         return super()._apply(fn, recurse)
+
+
+def _looks_like_path(name: str) -> bool:
+    """A local folder rather than a hub id: absolute, relative with ./ or ~, or an existing path."""
+    return name.startswith(("/", "./", "../", "~", "\\")) or Path(name).exists() or name.count("/") > 1
 
 
 def _position_limit(config) -> int:
