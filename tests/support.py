@@ -27,7 +27,8 @@ def make_tiny_model(trunk_name: str = "test_vit", image_size: int = 64, seed: in
     model = SteerViT(config, trunk=trunk, text_encoder=TextEncoder(str(TINY_ROBERTA)))
     with torch.no_grad():
         for i, layer in enumerate(model.cross_attn_layers.values()):
-            layer.attn_gate.fill_(0.5 + 0.2 * i)
+            if layer.attn_gate is not None:
+                layer.attn_gate.fill_(0.5 + 0.2 * i)
             if layer.ff_gate is not None:
                 layer.ff_gate.fill_(0.3)
         torch.nn.init.normal_(model.seg_head.weight, std=0.5)

@@ -40,6 +40,7 @@ def test_save_load_round_trip_is_exact(golden_model, tmp_path):
     golden_model.save_pretrained(tmp_path / "model")
     assert sorted(os.listdir(tmp_path / "model")) == ["config.json", "model.safetensors"]
     again = load(tmp_path / "model")
+    golden_model.text_encoder.clear_cache()  # same prompt batches on both sides, so outputs are bitwise equal
     for k, v in golden_model.adapter_state_dict().items():
         assert torch.equal(again.adapter_state_dict()[k], v), k
     assert torch.equal(again.get_global_features(IMAGES, PROMPTS), golden_model.get_global_features(IMAGES, PROMPTS))

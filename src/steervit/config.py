@@ -13,6 +13,10 @@ DEFAULT_TRUNK = "vit_base_patch14_dinov2.lvd142m"
 DEFAULT_TEXT_ENCODER = "roberta-large"
 # The published configs list every other block from 1 up to 25; blocks past the trunk's depth are ignored.
 PUBLISHED_CROSS_ATTN_LAYERS = tuple(range(1, 26, 2))
+FUSIONS = ("early", "late")
+GATES = ("tanh", "tanh_normal", "sigmoid", "none")
+CONNECTORS = ("mlp", "linear")
+PLACEMENTS = ("every_other", "early", "middle", "late")
 
 
 @dataclass
@@ -22,14 +26,19 @@ class SteerViTConfig:
     trunk: str = DEFAULT_TRUNK
     image_size: int = 336
     text_encoder: str = DEFAULT_TEXT_ENCODER
-    # Block indices (0-based) that get a gated cross-attention layer before their self-attention.
-    # None means every other block from 1, i.e. 1, 3, 5, ... up to the trunk's depth.
-    cross_attn_layers: list[int] | None = None
+    # Block indices (0-based) that get a gated cross-attention layer before their self-attention,
+    # or a placement preset: "every_other" (None: 1, 3, 5, ...), "early", "middle", "late" (the same
+    # number of layers, depth // 2, on consecutive blocks of the first half / the middle / the last half).
+    cross_attn_layers: list[int] | str | None = None
     cross_attn_heads: int = 16
     cross_attn_head_dim: int = 72
     use_ffn: bool = False
     ffn_mult: int = 2
     pooling: str = "cls"  # "cls" | "mean"
+    # Design-study variants (reference §5 "Ablations"); the defaults are SteerViT.
+    fusion: str = "early"  # "early": CA before chosen blocks | "late": CA stacked after the last block
+    gate: str = "tanh"  # "tanh" (zero-init) | "tanh_normal" | "sigmoid" | "none" (ungated residual)
+    connector: str = "mlp"  # "mlp" | "linear"
     # Width of the text encoder's hidden states; filled in when the model is built.
     text_dim: int | None = None
     # Identity of the frozen parts, filled in when known (e.g. a sha256 of the trunk weights file).
@@ -42,18 +51,39 @@ class SteerViTConfig:
             raise ValueError(f"image_size must be positive, got {self.image_size}")
         if self.cross_attn_heads <= 0 or self.cross_attn_head_dim <= 0:
             raise ValueError("cross_attn_heads and cross_attn_head_dim must be positive")
-        if self.cross_attn_layers is not None:
+        for name, value, allowed in (("fusion", self.fusion, FUSIONS), ("gate", self.gate, GATES),
+                                     ("connector", self.connector, CONNECTORS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if isinstance(self.cross_attn_layers, str):
+            if self.cross_attn_layers not in PLACEMENTS:
+                raise ValueError(f"cross_attn_layers preset must be one of {PLACEMENTS} or a list of block indices")
+        elif self.cross_attn_layers is not None:
             self.cross_attn_layers = sorted({int(i) for i in self.cross_attn_layers})
 
     def resolve_cross_attn_layers(self, depth: int) -> list[int]:
         """The CA block indices that exist in a trunk of `depth` blocks."""
         layers = self.cross_attn_layers
-        if layers is None:
+        count = depth // 2
+        if layers is None or layers == "every_other":
             layers = list(range(1, depth, 2))
+        elif layers == "early":
+            layers = list(range(count))
+        elif layers == "late":
+            layers = list(range(depth - count, depth))
+        elif layers == "middle":
+            start = (depth - count) // 2
+            layers = list(range(start, start + count))
         bad = [i for i in layers if i < 0]
         if bad:
             raise ValueError(f"cross_attn_layers must be >= 0, got {bad}")
         return [i for i in layers if i < depth]
+
+    def variant(self) -> dict[str, Any]:
+        """The fields that decide which trainable tensors exist: two models can share weights iff equal."""
+        keys = ("fusion", "gate", "connector", "use_ffn", "ffn_mult", "cross_attn_layers",
+                "cross_attn_heads", "cross_attn_head_dim", "text_dim")
+        return {k: getattr(self, k) for k in keys}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -7,14 +7,22 @@ from torch import nn
 
 
 class Connector(nn.Module):
-    """L2-normalise each text token, then Linear -> ReLU -> Linear (both with bias)."""
+    """L2-normalise each text token, then Linear -> ReLU -> Linear (both with bias).
 
-    def __init__(self, text_dim: int, vision_dim: int) -> None:
+    `kind="linear"` is the ablation's single Linear(d_t, d_v) instead of the MLP.
+    """
+
+    def __init__(self, text_dim: int, vision_dim: int, kind: str = "mlp") -> None:
         super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(text_dim, text_dim), nn.ReLU(), nn.Linear(text_dim, vision_dim)
-        )
-        for layer in (self.mlp[0], self.mlp[2]):
+        if kind == "mlp":
+            self.mlp = nn.Sequential(nn.Linear(text_dim, text_dim), nn.ReLU(), nn.Linear(text_dim, vision_dim))
+        elif kind == "linear":
+            self.mlp = nn.Sequential(nn.Linear(text_dim, vision_dim))
+        else:
+            raise ValueError(f"connector must be 'mlp' or 'linear', got {kind!r}")
+        for layer in self.mlp:
+            if not isinstance(layer, nn.Linear):
+                continue
             nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
             nn.init.zeros_(layer.bias)
 

@@ -78,23 +78,51 @@ class FeedForward(nn.Sequential):
         )
 
 
-class GatedCrossAttention(nn.Module):
-    """`x + tanh(f*g) * CA(x, text)` and, optionally, `+ tanh(f*g_ff) * FFN(x)`."""
+def make_gate(kind: str) -> nn.Parameter | None:
+    """A learned scalar gate for a residual branch (None for the ungated ablation)."""
+    if kind in ("tanh", "sigmoid"):
+        return nn.Parameter(torch.zeros(1))
+    if kind == "tanh_normal":
+        return nn.Parameter(torch.randn(1))
+    if kind == "none":
+        return None
+    raise ValueError(f"unknown gate {kind!r}")
 
-    def __init__(
-        self, dim: int, heads: int = 16, head_dim: int = 72, use_ffn: bool = False, ffn_mult: int = 2
-    ) -> None:
+
+def gate_value(kind: str, gate: nn.Parameter | None, factor: float) -> torch.Tensor | float:
+    """The multiplier on a residual branch; `factor` is the published gate-factor knob.
+
+    tanh / tanh_normal: `tanh(factor * g)` (the published semantics); sigmoid: `factor * sigmoid(g)`;
+    none: `factor`. Every kind is exactly 0 at factor 0.
+    """
+    if kind == "none":
+        return factor
+    if kind == "sigmoid":
+        return factor * torch.sigmoid(gate)
+    return torch.tanh(factor * gate)
+
+
+class GatedCrossAttention(nn.Module):
+    """`x + gate * CA(x, text)` and, optionally, `+ gate_ff * FFN(x)`.
+
+    Gate kinds: tanh with g = 0 at init (default: the fresh model equals the frozen trunk), and the
+    ablations tanh_normal (g ~ N(0, 1)), sigmoid (g = 0: half open at init) and none (ungated).
+    """
+
+    def __init__(self, dim: int, heads: int = 16, head_dim: int = 72, use_ffn: bool = False,
+                 ffn_mult: int = 2, gate: str = "tanh") -> None:
         super().__init__()
+        self.gate_kind = gate
         self.cross_attn = CrossAttention(dim, heads, head_dim)
-        self.attn_gate = nn.Parameter(torch.zeros(1))
+        self.attn_gate = make_gate(gate)
         self.ff = FeedForward(dim, ffn_mult) if use_ffn else None
-        self.ff_gate = nn.Parameter(torch.zeros(1)) if use_ffn else None
+        self.ff_gate = make_gate(gate) if use_ffn else None
         self.gate_factor = 1.0
 
     def forward(self, x: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
-        if self.gate_factor == 0.0:  # tanh(0) = 0: skip the work and return the input exactly
+        if self.gate_factor == 0.0:  # every gate kind is exactly 0 here: skip the work, return x exactly
             return x
-        x = x + torch.tanh(self.gate_factor * self.attn_gate) * self.cross_attn(x, text, text_mask)
+        x = x + gate_value(self.gate_kind, self.attn_gate, self.gate_factor) * self.cross_attn(x, text, text_mask)
         if self.ff is not None:
-            x = x + torch.tanh(self.gate_factor * self.ff_gate) * self.ff(x)
+            x = x + gate_value(self.gate_kind, self.ff_gate, self.gate_factor) * self.ff(x)
         return x

@@ -34,3 +34,29 @@ def patch_coverage(masks: torch.Tensor, patch_size: int) -> torch.Tensor:
 def probability_mass(logits: torch.Tensor, masks: torch.Tensor, patch_size: int) -> torch.Tensor:
     """`pmass` per sample: the softmax mass inside the mask, each patch's mass spread over its pixels."""
     return (logits.float().softmax(-1) * patch_coverage(masks, patch_size)).sum(-1)
+
+
+def pointing_targets(masks: torch.Tensor, patch_size: int, sigma: float = 1.1) -> torch.Tensor:
+    """The pointing ablation's soft target: a Gaussian of `sigma` patches at the mask's box centre.
+
+    (B, H, W) masks -> (B, N), each row summing to 1 (all zeros for an empty mask).
+    """
+    if masks.ndim == 4 and masks.shape[1] == 1:
+        masks = masks[:, 0]
+    b, h, w = masks.shape
+    gh, gw = h // patch_size, w // patch_size
+    # patch centres in pixel units
+    ys = (torch.arange(gh, dtype=torch.float32) + 0.5) * patch_size
+    xs = (torch.arange(gw, dtype=torch.float32) + 0.5) * patch_size
+    out = torch.zeros(b, gh * gw)
+    for i in range(b):
+        rows = torch.nonzero(masks[i].any(1)).flatten()
+        cols = torch.nonzero(masks[i].any(0)).flatten()
+        if rows.numel() == 0:
+            continue
+        cy = (rows.min() + rows.max() + 1).float() / 2  # box centre, pixel edges inclusive
+        cx = (cols.min() + cols.max() + 1).float() / 2
+        d2 = ((ys[:, None] - cy) ** 2 + (xs[None, :] - cx) ** 2) / patch_size**2
+        g = torch.exp(-d2 / (2 * sigma**2)).flatten()
+        out[i] = g / g.sum()
+    return out.to(masks.device)

@@ -63,12 +63,14 @@ class SteerViT(nn.Module):
 
         width = self.feature_dim
         config.cross_attn_layers = config.resolve_cross_attn_layers(len(self.trunk.blocks))
-        self.connector = Connector(config.text_dim, width)
+        self.connector = Connector(config.text_dim, width, config.connector)
+        # Early fusion: keyed by the block each layer precedes. Late fusion: the same number of
+        # layers stacked after the last block, keyed 0..k-1; the trunk's blocks are then untouched.
+        keys = config.cross_attn_layers if config.fusion == "early" else range(len(config.cross_attn_layers))
         self.cross_attn_layers = nn.ModuleDict({
-            str(i): GatedCrossAttention(
-                width, config.cross_attn_heads, config.cross_attn_head_dim, config.use_ffn, config.ffn_mult
-            )
-            for i in config.cross_attn_layers
+            str(i): GatedCrossAttention(width, config.cross_attn_heads, config.cross_attn_head_dim,
+                                        config.use_ffn, config.ffn_mult, config.gate)
+            for i in keys
         })
         if not self.cross_attn_layers:
             raise ValueError(f"no cross-attention layer fits a trunk of {len(self.trunk.blocks)} blocks")
@@ -152,6 +154,17 @@ class SteerViT(nn.Module):
         with torch.no_grad():
             for k, p in own.items():
                 p.copy_(state[k].to(p.dtype))
+
+    def load_adapter(self, directory: str | Path) -> None:
+        """Load the trainable weights of a saved model directory into this model, if it is the same variant."""
+        from .checkpoint import read_saved
+
+        config, state = read_saved(directory)
+        ours, theirs = self.config.variant(), config.variant()
+        if ours != theirs:
+            diff = {k: (theirs[k], ours[k]) for k in ours if ours[k] != theirs[k]}
+            raise ValueError(f"{directory} holds another model variant; (file, this model): {diff}")
+        self.load_adapter_state_dict(state)
 
     def set_gate_factor(self, factor: float) -> None:
         """Scale every raw gate by `factor`: effective gate `tanh(factor * g)`; 0 = plain trunk.
@@ -249,9 +262,10 @@ class SteerViT(nn.Module):
     ) -> torch.Tensor:
         """Run trunk blocks from `start` (CA first where a block has one); returns final-normed tokens,
         or, when `attn_layer` is given, that block's CLS->all attention probabilities (B, heads, N)."""
+        early = self.config.fusion == "early"
         for i in range(start, len(self.trunk.blocks)):
             block = self.trunk.blocks[i]
-            if text is not None and str(i) in self.cross_attn_layers:
+            if early and text is not None and str(i) in self.cross_attn_layers:
                 x = self.cross_attn_layers[str(i)](x, text.tokens, text.mask)
             if i == attn_layer:
                 return self_attention_probs(block, x)[:, :, 0]
@@ -259,9 +273,15 @@ class SteerViT(nn.Module):
                 x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x)
+        if not early and text is not None:
+            for layer in self.cross_attn_layers.values():
+                x = layer(x, text.tokens, text.mask)
         return self.trunk.norm(x)
 
     def _first_steered_block(self) -> int:
+        """Blocks before this one do not depend on the prompt (all of them with late fusion)."""
+        if self.config.fusion == "late":
+            return len(self.trunk.blocks)
         return min(int(i) for i in self.cross_attn_layers)
 
     def _pairs(self, images: torch.Tensor, texts: Texts, cross: bool, chunk_size: int | None,
