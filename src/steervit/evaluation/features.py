@@ -1,0 +1,242 @@
+"""Batched, cached feature extraction shared by the benchmarks.
+
+Images are named by `ImageRef`s (a file or encoded bytes), loaded in batches with a DataLoader and
+encoded with every prompt at once (`cross=True`, so the prompt-independent blocks run once per image).
+Global features are cached per (model, prompt, gate factor, image list): in memory always, and on
+disk as safetensors when a cache folder is given, because CORE, PODS and the gate sweep re-read them.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..io import atomic_path, open_rgb, to_rgb
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One image: a file `path`, or encoded bytes `data` (parquet rows). `key` names it in caches."""
+
+    key: str
+    path: Path | None = None
+    data: bytes | None = None
+
+    @classmethod
+    def file(cls, path: str | Path, root: str | Path | None = None) -> "ImageRef":
+        path = Path(path)
+        key = path.relative_to(root).as_posix() if root is not None else path.as_posix()
+        return cls(key=key, path=path)
+
+    @classmethod
+    def encoded(cls, data: bytes, name: str = "") -> "ImageRef":
+        return cls(key=name or hashlib.sha1(data).hexdigest(), data=data)
+
+    def open(self) -> Image.Image:
+        if self.path is not None:
+            return open_rgb(self.path)
+        with Image.open(io.BytesIO(self.data)) as im:
+            im.load()
+            return to_rgb(im)
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    def __init__(self, refs: Sequence[ImageRef], transform: Callable) -> None:
+        self.refs = list(refs)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.transform(self.refs[i].open())
+
+
+def batches(refs: Sequence[ImageRef], transform: Callable, batch_size: int = 32, workers: int = 0,
+            desc: str = "") -> Iterator[torch.Tensor]:
+    """Transformed images in order, `batch_size` at a time, with a progress bar."""
+    from tqdm import tqdm
+
+    loader = torch.utils.data.DataLoader(ImageDataset(refs, transform), batch_size=batch_size,
+                                         num_workers=workers, shuffle=False)
+    yield from tqdm(loader, desc=desc or "images", unit="batch", disable=None, leave=False)
+
+
+# ------------------------------------------------------------------------------------ pre-processing
+def normalization(model) -> tuple[list[float], list[float]]:
+    from ..cli import normalization as find
+
+    return find(model.get_transforms())
+
+
+def square_transform(model, size: int | None = None) -> Callable[[Image.Image], torch.Tensor]:
+    """Resize to size x size (bicubic, no crop) and normalise as the trunk expects.
+
+    Dense benchmarks use this instead of `get_transforms()` (which may crop) so that every pixel of
+    the ground truth has a prediction: masks go through `resize_mask` with the same size.
+    """
+    size = size or model.image_size
+    mean, std = normalization(model)
+    mean_t = torch.tensor(mean).view(3, 1, 1)
+    std_t = torch.tensor(std).view(3, 1, 1)
+
+    def transform(image: Image.Image) -> torch.Tensor:
+        image = to_rgb(image).resize((size, size), Image.BICUBIC)
+        return (to_tensor(image) - mean_t) / std_t
+
+    return transform
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> (3, H, W) float tensor in [0, 1]."""
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """Label map (H, W) -> (size, size) by nearest neighbour, so labels are never blended."""
+    im = Image.fromarray(np.asarray(mask).astype(np.int32))
+    return np.asarray(im.resize((size, size), Image.NEAREST))
+
+
+def read_label_png(path: str | Path) -> np.ndarray:
+    """A label PNG as integers: palette images give their indices, grey images their values."""
+    with Image.open(path) as im:
+        if im.mode not in ("P", "L", "I", "I;16", "1"):
+            im = im.convert("L")
+        return np.asarray(im).astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------ caching
+def model_fingerprint(model) -> str:
+    """A short hash of what determines features: config, trained tensors and a trunk signature.
+
+    The trunk is represented by its weight-file hash when known and by its patch embedding, position
+    embedding and final norm (cheap, and different for every pretrained trunk).
+    """
+    h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
+    tensors = dict(sorted(model.adapter_state_dict().items()))
+    trunk_params = dict(model.trunk.named_parameters())
+    for name in ("patch_embed.proj.weight", "pos_embed", "norm.weight"):
+        if name in trunk_params:
+            tensors["trunk." + name] = trunk_params[name]
+    for name, value in tensors.items():
+        h.update(name.encode())
+        h.update(value.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def refs_digest(refs: Sequence[ImageRef]) -> str:
+    h = hashlib.sha256()
+    for ref in refs:
+        h.update(ref.key.encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+class FeatureCache:
+    """Feature tensors by key: in memory, and under `directory/<model fingerprint>/` when given."""
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self.directory = Path(directory) if directory else None
+        self.memory: dict[str, torch.Tensor] = {}
+        self._fingerprints: dict[int, str] = {}
+
+    def key(self, model, kind: str, prompt: str | None, refs: Sequence[ImageRef], transform: str) -> str:
+        fingerprint = self._fingerprints.setdefault(id(model), model_fingerprint(model))
+        gate = None if prompt is None else model.gate_factor  # plain features ignore the gate
+        spec = json.dumps([fingerprint, kind, prompt, gate, transform, model.image_size,
+                           len(refs), refs_digest(refs)])
+        return fingerprint + "/" + kind + "-" + hashlib.sha256(spec.encode()).hexdigest()[:24]
+
+    def get(self, key: str) -> torch.Tensor | None:
+        if key in self.memory:
+            return self.memory[key]
+        if self.directory is not None:
+            path = self.directory / f"{key}.safetensors"
+            if path.is_file():
+                from safetensors.torch import load_file
+
+                self.memory[key] = load_file(str(path))["features"]
+                return self.memory[key]
+        return None
+
+    def put(self, key: str, features: torch.Tensor, meta: dict[str, str]) -> None:
+        features = features.detach().float().cpu().contiguous()
+        self.memory[key] = features
+        if self.directory is not None:
+            from safetensors.torch import save_file
+
+            with atomic_path(self.directory / f"{key}.safetensors") as tmp:
+                save_file({"features": features}, str(tmp), metadata={k: str(v) for k, v in meta.items()})
+
+
+# ------------------------------------------------------------------------------------ extraction
+@torch.no_grad()
+def global_features(model, refs: Sequence[ImageRef], prompts: Sequence[str] | None, *,
+                    batch_size: int = 32, workers: int = 0, cache: FeatureCache | None = None,
+                    desc: str = "") -> torch.Tensor:
+    """Global features of every image under every prompt: (N, P, D), or (N, D) when `prompts` is None.
+
+    Only the prompts missing from the cache are computed, all in one pass over the images. At gate
+    factor 0 the steered features are exactly the plain ones, so those are computed once and repeated.
+    """
+    cache = cache if cache is not None else FeatureCache()
+    if prompts is not None and model.gate_factor == 0.0:
+        plain = global_features(model, refs, None, batch_size=batch_size, workers=workers, cache=cache, desc=desc)
+        return plain[:, None].expand(-1, len(prompts), -1)
+    wanted = [None] if prompts is None else list(prompts)
+    keys = {p: cache.key(model, "global", p, refs, "eval") for p in dict.fromkeys(wanted)}
+    missing = [p for p, k in keys.items() if cache.get(k) is None]
+    if missing:
+        text = None if missing == [None] else model.encode_text(missing)
+        parts = []
+        for x in batches(refs, model.get_transforms(), batch_size, workers, desc):
+            feats = model.get_global_features(x, text, cross=text is not None)
+            parts.append((feats if text is not None else feats[:, None]).float().cpu())
+        computed = torch.cat(parts)
+        for j, p in enumerate(missing):
+            cache.put(keys[p], computed[:, j], {"prompt": json.dumps(p), "gate_factor": model.gate_factor,
+                                                "images": len(refs)})
+    out = torch.stack([cache.get(keys[p]) for p in wanted], dim=1)
+    return out[:, 0] if prompts is None else out
+
+
+@torch.no_grad()
+def paired_global_features(model, refs: Sequence[ImageRef], prompts: Sequence[str] | None, *,
+                           batch_size: int = 32, workers: int = 0, desc: str = "") -> torch.Tensor:
+    """Global features of image i under prompt i: (N, D). Repeated (image, prompt) pairs run once."""
+    pairs = list(zip((r.key for r in refs), prompts if prompts is not None else [None] * len(refs)))
+    unique = list(dict.fromkeys(pairs))
+    first = {pair: i for i, pair in reversed(list(enumerate(pairs)))}
+    order = [first[pair] for pair in unique]
+    uniq_prompts = None if prompts is None else sorted({prompts[i] for i in order})
+    embedding = None if uniq_prompts is None else model.encode_text(uniq_prompts)
+    index = {p: j for j, p in enumerate(uniq_prompts or [])}
+    parts = []
+    start = 0
+    for x in batches([refs[i] for i in order], model.get_transforms(), batch_size, workers, desc):
+        chunk = order[start:start + x.shape[0]]
+        start += x.shape[0]
+        text = None if embedding is None else embedding[[index[prompts[i]] for i in chunk]]
+        parts.append(model.get_global_features(x, text).float().cpu())
+    feats = torch.cat(parts)
+    row = {pair: j for j, pair in enumerate(unique)}
+    return feats[[row[pair] for pair in pairs]]
+
+
+@torch.no_grad()
+def dense_features(model, refs: Sequence[ImageRef], prompt: str | None, transform: Callable, *,
+                   batch_size: int = 32, workers: int = 0, desc: str = "") -> torch.Tensor:
+    """Patch features (N, patches, D) of every image under one prompt (None = plain trunk)."""
+    embedding = None if prompt is None else model.encode_text([prompt])
+    parts = []
+    for x in batches(refs, transform, batch_size, workers, desc):
+        text = None if embedding is None else embedding.repeat_interleave(x.shape[0])
+        parts.append(model.get_dense_features(x, text).float().cpu())
+    return torch.cat(parts)
