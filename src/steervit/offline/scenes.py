@@ -1,0 +1,467 @@
+"""Made scenes from real photos: items pasted onto backgrounds, with exact masks and true expressions.
+
+An `Item` is something that can be pasted (a Fashion-MNIST product photo, tinted or not, or a
+photo object's cut-out) together with the words that name it. `compose` pastes items without
+overlap in one of a few layouts, so every pasted pixel belongs to exactly one item and each mask
+is exactly the set of pixels that item put down. `expressions` lists every phrase that is true of
+one item *and of no other* in its scene: names when the item is the only one of its kind, else
+colour, position ("the sneaker on the left" = the leftmost sneaker), size, order or a relation
+to another uniquely named item. Position words compare box centres with a margin, so they hold
+visibly, not by a pixel.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import fashion_mnist as fm
+from . import photos
+
+CANVAS = 224  # the bundled model's input size
+GAP = 6  # px between pasted items
+MARGIN = 20  # px by which an item must be further left (right, up, down) than the others
+LOW, HIGH = 0.3, 0.7  # "on the left" of a lone item: centre in the left 30 % of the picture
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (225, 40, 40), "green": (40, 175, 70), "blue": (50, 100, 235), "yellow": (245, 215, 50),
+    "orange": (250, 140, 30), "purple": (155, 70, 205), "pink": (250, 130, 195),
+}
+NEUTRAL = ("white", "grey")  # untinted products; one colour group, so never used to tell two apart
+GENERIC_NOUNS = ("item", "object", "thing")
+LAYOUTS = ("scatter", "row", "column", "grid")
+# How often each kind of phrase is picked when several fit; generic ones ("the topmost item",
+# "the shoe") fit very often and would crowd out the rest.
+KIND_WEIGHTS = {"position": 1.5, "relation": 1.2, "kind": 0.4, "scene position": 0.4}
+
+
+@dataclass(frozen=True, eq=False)
+class Item:
+    """A pasteable thing and its words. `category` decides which items count as "the same kind"."""
+
+    key: str  # unique: "fmnist-test-123", "photo-quokka"
+    source: str  # "fashion_mnist" or "photo"
+    category: str
+    names: tuple[str, ...]
+    kind: str | None = None  # broader noun ("shoe", "animal")
+    colour: str | None = None
+    description: str | None = None
+    held_out: bool = False
+    plural_names: tuple[str, ...] = ()
+    grey: np.ndarray | None = None  # Fashion-MNIST pixels (28 x 28)
+    tint: tuple[int, int, int] | None = None
+
+    @property
+    def colour_group(self) -> str | None:
+        return "neutral" if self.colour in NEUTRAL else self.colour
+
+    def render(self, size: int, flip: bool = False, home: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(RGB, mask) with the longer side `size` px; zero outside the mask, non-zero inside."""
+        if self.source == "fashion_mnist":
+            return fm.render_item(self.grey, size, self.tint, flip)
+        return photos.render_cutout(photos.cutout(self.category, home), size, flip)
+
+
+def fashion_item(data: fm.FashionMNIST, index: int, colour: str | None = None) -> Item:
+    """A Fashion-MNIST product, tinted with a palette colour or left grey ("white" if bright)."""
+    label = int(data.labels[index])
+    cls = fm.CLASSES[label]
+    grey = data.images[index]
+    if colour is None:
+        colour = "white" if fm.brightness(grey) > 0.7 else "grey"
+    return Item(
+        key=f"fmnist-{data.split}-{index}", source="fashion_mnist", category=cls.nouns[0], names=cls.nouns,
+        kind=cls.supercategory, colour=colour, held_out=data.split == "test", plural_names=cls.plural_nouns,
+        grey=grey, tint=PALETTE.get(colour),
+    )
+
+
+def photo_item(key: str) -> Item:
+    obj = photos.OBJECTS_BY_KEY[key]
+    return Item(key=f"photo-{key}", source="photo", category=key, names=obj.names, kind=obj.kind,
+                description=obj.description, held_out=obj.held_out)
+
+
+def tight_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """[x, y, w, h] of the mask's pixels (None if empty): what the eye sees, not the pasted square."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return None
+    return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
+@dataclass(eq=False)
+class Placed:
+    """An item as pasted: the box [x, y, w, h] around its mask, and the mask over the whole canvas."""
+
+    item: Item
+    box: tuple[int, int, int, int]
+    mask: np.ndarray
+    size: int
+    flip: bool
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        x, y, w, h = self.box
+        return x + w / 2, y + h / 2
+
+    @property
+    def area(self) -> int:
+        return int(self.mask.sum())
+
+
+@dataclass(eq=False)
+class Scene:
+    image: np.ndarray  # (CANVAS, CANVAS, 3) uint8
+    background: np.ndarray  # the same without the items
+    background_name: str
+    placed: list[Placed]
+
+
+# --------------------------------------------------------------------------- backgrounds
+
+
+def make_background(rng: np.random.Generator, style: str, scenery_keys: tuple[str, ...],
+                    home: str | None = None) -> tuple[np.ndarray, str]:
+    """A (CANVAS, CANVAS, 3) background and its name: "black", "texture:brick", "photo:rocket"."""
+    if style == "photo" and scenery_keys:
+        for key in rng.permutation(np.array(scenery_keys)):
+            crop = photos.scenery_crop(str(key), rng, CANVAS, home)
+            if crop is not None:
+                return crop, f"photo:{key}"
+        style = "texture"
+    if style == "texture" or style == "photo":
+        texture = photos.TEXTURES[int(rng.integers(len(photos.TEXTURES)))]
+        return photos.random_crop(photos.load_texture(texture.key), rng, CANVAS, 0.35), f"texture:{texture.key}"
+    return np.zeros((CANVAS, CANVAS, 3), np.uint8), "black"
+
+
+# --------------------------------------------------------------------------- composition
+
+
+def _fits(box, boxes) -> bool:
+    x, y, w, h = box
+    return all(x + w + GAP <= bx or bx + bw + GAP <= x or y + h + GAP <= by or by + bh + GAP <= y
+               for bx, by, bw, bh in boxes)
+
+
+def place(shapes: list[tuple[int, int]], rng: np.random.Generator, layout: str,
+          occupied: list[tuple[int, int, int, int]] = ()) -> list[tuple[int, int, int, int]] | None:
+    """Non-overlapping boxes [x, y, w, h] for shapes (h, w) in a layout, or None if they do not fit."""
+    n = len(shapes)
+    boxes: list[tuple[int, int, int, int]] = []
+    if layout in ("row", "column") and n > 1:
+        along = 0 if layout == "row" else 1  # 0: items side by side in x
+        cell = CANVAS / n
+        line = rng.uniform(0.3, 0.7) * CANVAS
+        for i, (h, w) in enumerate(shapes):
+            size_along, size_across = (w, h) if along == 0 else (h, w)
+            if size_along + GAP > cell or size_across > CANVAS:
+                return None
+            start = i * cell + rng.uniform(0, cell - size_along - GAP) + GAP / 2
+            across = np.clip(line - size_across / 2 + rng.uniform(-12, 12), 0, CANVAS - size_across)
+            x, y = (start, across) if along == 0 else (across, start)
+            boxes.append((int(x), int(y), w, h))
+    elif layout == "grid" and n > 1:
+        rows = 2 if n <= 4 else 3
+        cols = int(np.ceil(n / rows)) if n > 2 else 2
+        cells = rng.permutation(rows * cols)[:n]
+        ch, cw = CANVAS / rows, CANVAS / cols
+        for cell_index, (h, w) in zip(cells, shapes):
+            r, c = divmod(int(cell_index), cols)
+            if w + GAP > cw or h + GAP > ch:
+                return None
+            x = c * cw + GAP / 2 + rng.uniform(0, cw - w - GAP)
+            y = r * ch + GAP / 2 + rng.uniform(0, ch - h - GAP)
+            boxes.append((int(x), int(y), w, h))
+    else:  # scatter: largest first, random positions, rejection
+        order = sorted(range(n), key=lambda i: -shapes[i][0] * shapes[i][1])
+        found: dict[int, tuple[int, int, int, int]] = {}
+        for i in order:
+            h, w = shapes[i]
+            if w > CANVAS or h > CANVAS:
+                return None
+            for _ in range(200):
+                box = (int(rng.integers(0, CANVAS - w + 1)), int(rng.integers(0, CANVAS - h + 1)), w, h)
+                if _fits(box, [*occupied, *found.values()]):
+                    found[i] = box
+                    break
+            else:
+                return None
+        return [found[i] for i in range(n)]
+    return boxes if all(_fits(b, [*occupied, *boxes[:i]]) for i, b in enumerate(boxes)) else None
+
+
+def compose(background: np.ndarray, background_name: str, items: list[Item], sizes: list[int],
+            rng: np.random.Generator, layout: str = "scatter", home: str | None = None,
+            base: Scene | None = None) -> Scene | None:
+    """Paste items (each at its longer side `sizes[i]`) onto a background, or onto `base`'s image.
+
+    Sizes shrink by 15 % and the layout falls back to scatter until the items fit; None if they
+    never do. With `base`, the new items keep clear of the base's items.
+    """
+    flips = [bool(rng.integers(2)) for _ in items]
+    occupied = [p.box for p in base.placed] if base else []
+    for attempt in range(8):
+        scale = 0.85 ** attempt
+        rendered = [item.render(max(12, int(s * scale)), flip, home) for item, s, flip in zip(items, sizes, flips)]
+        boxes = place([m.shape for _, m in rendered], rng, layout if attempt < 3 else "scatter", occupied)
+        if boxes is not None:
+            break
+    else:
+        return None
+    image = (base.image if base else background).copy()
+    placed = list(base.placed) if base else []
+    for item, (rgb, mask), box, flip in zip(items, rendered, boxes, flips):
+        x, y, w, h = box
+        full = np.zeros((CANVAS, CANVAS), bool)
+        full[y:y + h, x:x + w] = mask
+        image[full] = rgb[mask]
+        placed.append(Placed(item, tight_box(full) or box, full, max(mask.shape), flip))
+    return Scene(image, base.background if base else background, base.background_name if base else background_name,
+                 placed)
+
+
+# --------------------------------------------------------------------------- expressions
+
+
+def the(name: str) -> str:
+    return name if name[:1].isupper() else f"the {name}"
+
+
+def with_colour(colour: str, noun: str) -> str:
+    """"red" + "sneaker" -> "red sneaker"; "pair of trousers" -> "pair of red trousers"."""
+    if noun.startswith("pair of "):
+        return f"pair of {colour} {noun[len('pair of '):]}"
+    return f"{colour} {noun}"
+
+
+def a(name: str, plural: tuple[str, ...] = ()) -> str | None:
+    if name[:1].isupper() or name in plural:
+        return None
+    return ("an " if name[0] in "aeiou" else "a ") + name
+
+
+def _region(p: Placed) -> set[str]:
+    cx, cy = p.centre
+    where = set()
+    if cx < LOW * CANVAS:
+        where.add("left")
+    if cx > HIGH * CANVAS:
+        where.add("right")
+    if cy < LOW * CANVAS:
+        where.add("top")
+    if cy > HIGH * CANVAS:
+        where.add("bottom")
+    if 0.38 * CANVAS < cx < 0.62 * CANVAS and 0.38 * CANVAS < cy < 0.62 * CANVAS:
+        where.add("middle")
+    return where
+
+
+def quadrant(p: Placed) -> tuple[str, str]:
+    cx, cy = p.centre
+    return ("top" if cy < CANVAS / 2 else "bottom"), ("left" if cx < CANVAS / 2 else "right")
+
+
+def beyond(p: Placed, others: list[Placed], side: str) -> bool:
+    """Is p further to `side` ("left", "right", "top", "bottom") than every other by MARGIN?"""
+    axis, sign = {"left": (0, 1), "right": (0, -1), "top": (1, 1), "bottom": (1, -1)}[side]
+    return all(sign * (o.centre[axis] - p.centre[axis]) >= MARGIN for o in others)
+
+
+def _relation(p: Placed, anchor: Placed, rel: str) -> bool:
+    px, py, pw, ph = p.box
+    ax, ay, aw, ah = anchor.box
+    return {"left of": px + pw <= ax, "right of": ax + aw <= px,
+            "above": py + ph <= ay, "below": ay + ah <= py}[rel]
+
+
+SIDE_WORDS = {  # phrasings of "the X furthest to this side"; {n} = noun
+    "left": ("the {n} on the left", "the leftmost {n}"),
+    "right": ("the {n} on the right", "the rightmost {n}"),
+    "top": ("the {n} at the top", "the topmost {n}"),
+    "bottom": ("the {n} at the bottom", "the bottommost {n}"),
+}
+PAIR_WORDS = {"left": "the left {n}", "right": "the right {n}", "top": "the upper {n}", "bottom": "the lower {n}"}
+CORNERS = {("top", "left"): "top left", ("top", "right"): "top right",
+           ("bottom", "left"): "bottom left", ("bottom", "right"): "bottom right"}
+RELATION_WORDS = {"left of": ("to the left of", "left of"), "right of": ("to the right of", "right of"),
+                  "above": ("above",), "below": ("below", "under")}
+
+
+def expressions(scene: Scene, index: int) -> dict[str, list[str]]:
+    """Every phrase that picks out item `index` and nothing else, grouped by kind of phrase."""
+    p = scene.placed[index]
+    item = p.item
+    others = [o for i, o in enumerate(scene.placed) if i != index]
+    same = [o for o in others if o.item.category == item.category]
+    names = item.names
+    out: dict[str, list[str]] = {}
+
+    def add(kind: str, *texts: str | None) -> None:
+        out.setdefault(kind, []).extend(t for t in texts if t)
+
+    coloured = [with_colour(item.colour, n) for n in names] if item.colour else []
+    if not same:
+        for n in names:
+            add("name", the(n), a(n, item.plural_names))
+        add("colour", *(the(n) for n in coloured))
+        add("description", item.description)
+        if item.kind and item.kind not in names and not any(o.item.kind == item.kind for o in others):
+            add("kind", f"the {item.kind}")
+        where = _region(p)
+        for side in ("left", "right"):
+            if side in where:
+                add("region", *(the(n) + f" on the {side}" for n in names))
+        for side in ("top", "bottom"):
+            if side in where:
+                add("region", *(the(n) + f" at the {side}" for n in names))
+        for corner, words in CORNERS.items():
+            if set(corner) <= where:
+                add("region", *(the(n) + f" in the {words} corner" for n in names))
+        if "middle" in where:
+            add("region", *(the(n) + " in the middle" for n in names))
+    else:
+        if item.colour_group and all(o.item.colour_group != item.colour_group for o in same):
+            add("colour", *(the(n) for n in coloured))
+        nouns = list(names) + coloured
+        for side, phrasings in SIDE_WORDS.items():
+            if beyond(p, same, side):
+                add("position", *(f.format(n=n) for f in phrasings for n in nouns))
+                if len(same) == 1:
+                    add("position", *(PAIR_WORDS[side].format(n=n) for n in nouns))
+        where = _region(p)
+        for corner, words in CORNERS.items():
+            if set(corner) <= where and not any(quadrant(o) == corner for o in same):
+                add("position", *(f"the {n} in the {words} corner" for n in names))
+        bigger = [p.area / max(1, o.area) for o in same]
+        if min(bigger) >= 1.6:
+            add("size", *(f"the {w} {n}" for n in names for w in (
+                ("bigger", "larger") if len(same) == 1 else ("biggest", "largest")) + ("big", "large")))
+        if max(bigger) <= 1 / 1.6:
+            add("size", *(f"the {w} {n}" for n in names for w in (
+                ("smaller",) if len(same) == 1 else ("smallest",)) + ("small",)))
+        if len(same) >= 2:
+            xs = sorted(o.centre[0] for o in [p, *same])
+            if all(b - a_ >= MARGIN for a_, b in zip(xs, xs[1:])):
+                rank = xs.index(p.centre[0])
+                if rank == 1:
+                    add("order", *(f"the second {n} from the left" for n in names))
+                if rank == len(xs) - 2:
+                    add("order", *(f"the second {n} from the right" for n in names))
+                if len(xs) == 3 and rank == 1:
+                    add("order", *(f"the middle {n}" for n in names))
+    for anchor in others:  # relations to an item that is the only one of its kind
+        if anchor.item.category == item.category or any(
+                o.item.category == anchor.item.category for o in scene.placed if o is not anchor):
+            continue
+        for rel, words in RELATION_WORDS.items():
+            if _relation(p, anchor, rel) and not any(_relation(o, anchor, rel) for o in same):
+                add("relation", *(f"the {names[0]} {w} {the(anchor.item.names[0])}" for w in words))
+    if others:
+        for side, phrasings in SIDE_WORDS.items():
+            if beyond(p, others, side):
+                far = {"left": "the {n} on the far left", "right": "the {n} on the far right",
+                       "top": "the topmost {n}", "bottom": "the bottommost {n}"}[side]
+                add("scene position", *(f.format(n=g) for g in GENERIC_NOUNS for f in (far, phrasings[1])))
+    return {kind: list(dict.fromkeys(texts)) for kind, texts in out.items() if texts}
+
+
+def choose_expressions(scene: Scene, count: int, rng: np.random.Generator,
+                       prefer: list[int] | None = None) -> list[tuple[int, str]]:
+    """`count` (item index, expression) pairs, different items first, kinds of phrase drawn by KIND_WEIGHTS."""
+    order = list(prefer or []) + [int(i) for i in rng.permutation(len(scene.placed)) if int(i) not in (prefer or [])]
+    chosen: list[tuple[int, str]] = []
+    seen: set[str] = set()
+    for turn in range(count * 3):
+        if len(chosen) == count:
+            break
+        index = order[turn % len(order)]
+        options = expressions(scene, index)
+        kinds = [k for k, texts in options.items() if any(t not in seen for t in texts)]
+        if not kinds:
+            continue
+        weights = np.array([KIND_WEIGHTS.get(k, 1.0) for k in kinds])
+        kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+        texts = [t for t in options[kind] if t not in seen]
+        text = texts[int(rng.integers(len(texts)))]
+        seen.add(text)
+        chosen.append((index, text))
+    return chosen
+
+
+# --------------------------------------------------------------------------- scene recipes
+
+
+def fashion_items(rng: np.random.Generator, data: fm.FashionMNIST, pool: dict[int, np.ndarray], count: int,
+                  labels: list[int] | None = None, repeat: bool | None = None,
+                  tint_share: float = 0.55) -> list[Item]:
+    """`count` products from `pool` (label -> indices): distinct classes, or with one class repeated."""
+    available = sorted(labels if labels is not None else pool)
+    if repeat is None:
+        repeat = count >= 2 and rng.random() < 0.5
+    chosen: list[int] = []
+    if repeat:
+        twice = int(rng.choice(available))
+        chosen += [twice] * int(rng.integers(2, min(3, count) + 1))
+    rest = [c for c in available if c not in chosen]
+    chosen += [int(c) for c in rng.choice(rest, size=min(len(rest), count - len(chosen)), replace=False)]
+    same_colour = rng.random() < 0.5  # repeated products: alike, or told apart by colour
+    shared = _colour(rng, tint_share)
+    items = []
+    for label in chosen:
+        index = int(rng.choice(pool[label]))
+        colour = shared if (repeat and same_colour and chosen.count(label) > 1) else _colour(rng, tint_share)
+        items.append(fashion_item(data, index, colour))
+    return [items[i] for i in rng.permutation(len(items))]
+
+
+def _colour(rng: np.random.Generator, tint_share: float) -> str | None:
+    return str(rng.choice(list(PALETTE))) if rng.random() < tint_share else None
+
+
+def fashion_scene(rng: np.random.Generator, data: fm.FashionMNIST, pool: dict[int, np.ndarray], count: int,
+                  scenery_keys: tuple[str, ...], home: str | None = None) -> Scene:
+    """Several products (some of one class) in a random layout on black, a texture or a photo."""
+    style = str(rng.choice(["black", "texture", "photo"], p=[0.35, 0.35, 0.3]))
+    background, name = make_background(rng, style, scenery_keys, home)
+    items = fashion_items(rng, data, pool, count)
+    top = {1: 140, 2: 120, 3: 100, 4: 90, 5: 80}.get(count, 70)
+    sizes = [int(rng.integers(40, top + 1)) for _ in items]
+    layout = str(rng.choice(LAYOUTS))
+    scene = compose(background, name, items, sizes, rng, layout, home)
+    if scene is None:  # cannot happen at these sizes (the last attempt is tiny); guard anyway
+        raise RuntimeError(f"could not place {count} items")
+    return scene
+
+
+def photo_scene(rng: np.random.Generator, object_keys: tuple[str, ...], scenery_keys: tuple[str, ...],
+                must_include: tuple[str, ...] = (), extra: list[Item] = (), home: str | None = None) -> Scene:
+    """1-3 photo objects (one of `must_include` among them, if given) and `extra` items on a photo or texture."""
+    count = int(rng.choice([1, 2, 3], p=[0.3, 0.45, 0.25]))
+    keys: list[str] = []
+    if must_include:
+        keys.append(str(rng.choice(must_include)))
+    rest = [k for k in object_keys if k not in keys]
+    keys += [str(k) for k in rng.choice(rest, size=min(len(rest), count - len(keys)), replace=False)]
+    used = set(keys)
+    style = "photo" if rng.random() < 0.5 else "texture"
+    background, name = make_background(rng, style, tuple(k for k in scenery_keys if k not in used), home)
+    items = [photo_item(k) for k in keys] + list(extra)
+    top = {1: 170, 2: 130, 3: 110}[count]
+    sizes = [int(rng.integers(80, top + 1)) for _ in keys] + [int(rng.integers(40, 70)) for _ in extra]
+    scene = compose(background, name, items, sizes, rng, str(rng.choice(LAYOUTS)), home)
+    if scene is None:
+        raise RuntimeError(f"could not place {len(items)} items")
+    return scene
+
+
+def save_png(array: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, format="PNG")
+
+
+def save_mask(mask: np.ndarray, path: Path) -> None:
+    """Binary mask as an 8-bit PNG with values 0 and 255."""
+    save_png(mask.astype(np.uint8) * 255, path)
