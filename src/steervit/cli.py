@@ -21,7 +21,7 @@ from pathlib import Path
 EXIT_ERROR = 2
 # Larger command groups live beside their code; each module has `register(commands)`, which adds
 # its subparsers with `set_defaults(func=...)` and imports heavy dependencies only inside the commands.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["steervit.evaluation.cli", "steervit.train.cli", "steervit.offline.cli"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 

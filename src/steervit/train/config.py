@@ -1,0 +1,241 @@
+"""The training configuration: a typed OmegaConf schema, bundled presets, `key=value` overrides.
+
+    cfg = load_config("paper", ["train.batch_size=8", "data.text_cache=/data/cache"])
+
+`name_or_path` is a bundled preset (`paper`, `released`, `smoke`, see `steervit/configs/`) or a YAML
+file. The schema catches typos and wrong types in files and overrides alike. A published training
+config (`vision_encoder`, `text_encoder`, `train`, `eval`, ...; reference §2) is translated onto
+this schema, so the authors' `configs/default.yaml` can be used as a starting point.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ..config import DEFAULT_TEXT_ENCODER, DEFAULT_TRUNK, SteerViTConfig
+
+
+@dataclass
+class ModelSection:
+    trunk: str = DEFAULT_TRUNK
+    image_size: int = 336
+    text_encoder: str = DEFAULT_TEXT_ENCODER  # Hugging Face id or a local folder (offline)
+    backbone_weights: Optional[str] = None  # local trunk state dict (offline); else timm's pretrained weights
+    pretrained_trunk: Optional[bool] = None  # None: pretrained unless backbone_weights is given; false: random
+    cross_attn_layers: Optional[List[int]] = None  # None: every other block from 1
+    cross_attn_heads: int = 16
+    cross_attn_head_dim: int = 72
+    use_ffn: bool = False
+    ffn_mult: int = 2
+    pooling: str = "cls"
+    grad_checkpointing: bool = False  # recompute frozen trunk blocks in backward: less memory, ~30 % slower
+
+
+@dataclass
+class DataSection:
+    # Source specs as read by steervit.data.load_mixture: {name, type, weight, <reader arguments>}.
+    train: List[Dict[str, Any]] = field(default_factory=list)
+    val: List[Dict[str, Any]] = field(default_factory=list)
+    manifest: Optional[str] = None  # convenience for presets built on one JSONL manifest (see smoke)
+    text_cache: Optional[str] = None  # folder written by `steervit cache-text`; None = encode text live
+    num_workers: int = 4
+    samples_per_epoch: Optional[int] = None  # global draws per epoch; None = number of train records
+    augment: Dict[str, Any] = field(default_factory=dict)  # overrides of steervit.data.AugmentConfig
+
+
+@dataclass
+class OptimSection:
+    lr: float = 3e-4  # peak learning rate
+    min_lr: float = 3e-5  # reached at decay_iters, then held
+    warmup_iters: int = 5000  # linear warm-up from lr/warmup_iters to lr
+    decay_iters: int = 40000  # cosine from lr (at warmup_iters) to min_lr (at decay_iters)
+    weight_decay: float = 0.1  # cross-attention layers and head
+    connector_weight_decay: float = 0.01
+    # The zero-initialised tanh gates move about one lr per Adam step; short runs open them faster
+    # with a larger rate on the gates than on the projections.
+    gate_lr_mult: float = 1.0
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # max global gradient norm; <= 0 disables clipping
+
+
+@dataclass
+class TrainSection:
+    batch_size: int = 12  # per process (GPU)
+    train_iters: int = 500_000
+    out_dir: str = "runs/steervit"
+    device: str = "auto"  # auto = cuda:LOCAL_RANK when available, else cpu
+    precision: str = "auto"  # auto = bf16 autocast on GPU, fp32 on CPU | bf16 | fp32
+    log_every: int = 50
+    val_every: int = 5000
+    save_every: int = 1000
+    tensorboard: bool = True  # when the tensorboard package is importable
+    progress: bool = True  # tqdm bar on rank 0
+    optim: OptimSection = field(default_factory=OptimSection)
+
+
+@dataclass
+class EvalSection:
+    batch_size: int = 32
+    max_samples: Optional[int] = None  # validate on a fixed random subset of this size
+
+
+@dataclass
+class WandbSection:
+    enabled: bool = False  # used only when wandb is importable too
+    project: str = "steervit"
+    name: Optional[str] = None
+    mode: str = "online"  # online | offline
+
+
+@dataclass
+class RunConfig:
+    seed: int = 42
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    wandb: WandbSection = field(default_factory=WandbSection)
+
+
+PRESETS = ("paper", "released", "smoke")
+
+
+def preset_path(name: str) -> Path:
+    return Path(str(resources.files("steervit") / "configs" / f"{name}.yaml"))
+
+
+def load_config(name_or_path: str | Path | None = None, overrides: Sequence[str] = ()) -> DictConfig:
+    """Schema defaults <- preset or YAML file <- `key=value` overrides; validated, not yet resolved."""
+    cfg = OmegaConf.structured(RunConfig)
+    if name_or_path is not None:
+        path = Path(name_or_path).expanduser()
+        if not path.is_file() and str(name_or_path) in PRESETS:
+            path = preset_path(str(name_or_path))
+        if not path.is_file():
+            raise FileNotFoundError(f"config not found: {name_or_path} (presets: {', '.join(PRESETS)})")
+        loaded = OmegaConf.load(path)
+        if "vision_encoder" in loaded:
+            loaded = from_published(OmegaConf.to_container(loaded, resolve=False))
+        try:
+            cfg = OmegaConf.merge(cfg, loaded)
+        except OmegaConfBaseException as err:
+            raise ValueError(f"{path}: {_first_line(err)}") from err
+    return apply_overrides(cfg, overrides)
+
+
+def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """`a.b=value` items (YAML values; list items by index, e.g. `data.train.0.weight=2`)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"override {item!r} is not key=value")
+        try:
+            value = OmegaConf.from_dotlist([f"value={text}"])["value"]
+            OmegaConf.update(cfg, key.strip(), value, merge=True)
+        except OmegaConfBaseException as err:
+            raise ValueError(f"override {item!r}: {_first_line(err)}") from err
+    return cfg
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Fail before any slow work on what a run cannot start with: unset `???` values, bad numbers."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        raise ValueError(f"config value {key} is not set: add {key}=..." if key else _first_line(err)) from err
+    t, o = cfg.train, cfg.train.optim
+    problems = [
+        *_unset_source_values(cfg),
+        *(f"train.{k} must be > 0" for k in ("batch_size", "train_iters", "log_every", "val_every", "save_every")
+          if t[k] <= 0),
+        *(["data.train lists no source"] if not cfg.data.train else []),
+        *([f"train.precision must be auto, bf16 or fp32, not {t.precision!r}"]
+          if t.precision not in ("auto", "bf16", "fp32") else []),
+        *(["train.optim.lr must be > 0 and min_lr within [0, lr]"] if not (o.lr > 0 and 0 <= o.min_lr <= o.lr) else []),
+        *(["train.optim.gate_lr_mult must be > 0"] if o.gate_lr_mult <= 0 else []),
+    ]
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def _unset_source_values(cfg: DictConfig) -> list[str]:
+    """Source keys left empty, e.g. a preset's `path: ${data.manifest}` while data.manifest is unset."""
+    out = []
+    for split in ("train", "val"):
+        raw = OmegaConf.to_container(cfg.data[split], resolve=False)
+        for i, (spec, resolved) in enumerate(zip(raw, sources(cfg, split))):
+            for key, value in resolved.items():
+                if value is None and key != "weight":
+                    hint = f" (it is {spec[key]}: set that)" if isinstance(spec[key], str) else ""
+                    out.append(f"data.{split}.{i}.{key} is not set{hint}")
+    return out
+
+
+def _first_line(err: Exception) -> str:
+    """OmegaConf appends full_key/object_type lines; the first line says it all."""
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def from_published(published: Mapping[str, Any]) -> dict:
+    """A published training config -> this schema's layout; unknown keys are dropped with a warning."""
+    model = SteerViTConfig.from_published(published)
+    out: dict[str, Any] = {
+        "model": {
+            "trunk": model.trunk, "image_size": model.image_size, "text_encoder": model.text_encoder,
+            "cross_attn_layers": model.cross_attn_layers, "use_ffn": model.use_ffn,
+            "ffn_mult": model.ffn_mult, "pooling": model.pooling,
+        }
+    }
+    if "seed" in published:
+        out["seed"] = published["seed"]
+    dropped: list[str] = []
+    for section, schema in (("train", TrainSection), ("eval", EvalSection), ("wandb", WandbSection)):
+        if isinstance(published.get(section), Mapping):
+            out[section] = _known(published[section], OmegaConf.structured(schema), section, dropped)
+    ignored = set(published) - {"seed", "vision_encoder", "text_encoder", "train", "eval", "wandb"}
+    dropped += sorted(ignored)
+    if dropped:
+        warnings.warn(f"published config keys without a counterpart here, ignored: {', '.join(dropped)}",
+                      stacklevel=3)
+    return out
+
+
+_ALIASES = {"warmup_steps": "warmup_iters", "lr_min": "min_lr", "final_lr": "min_lr",
+            "decay_steps": "decay_iters", "max_grad_norm": "grad_clip", "clip_grad": "grad_clip"}
+
+
+def _known(values: Mapping[str, Any], schema: DictConfig, prefix: str, dropped: list[str]) -> dict:
+    kept = {}
+    for key, value in values.items():
+        key = _ALIASES.get(key, key)
+        if key not in schema:
+            dropped.append(f"{prefix}.{key}")
+        elif isinstance(value, Mapping) and isinstance(schema[key], DictConfig):
+            kept[key] = _known(value, schema[key], f"{prefix}.{key}", dropped)
+        else:
+            kept[key] = value
+    return kept
+
+
+def to_model_config(cfg: DictConfig) -> SteerViTConfig:
+    """The model part of a run config as the model's own config dataclass."""
+    m = cfg.model
+    return SteerViTConfig(
+        trunk=m.trunk, image_size=m.image_size, text_encoder=m.text_encoder,
+        cross_attn_layers=None if m.cross_attn_layers is None else list(m.cross_attn_layers),
+        cross_attn_heads=m.cross_attn_heads, cross_attn_head_dim=m.cross_attn_head_dim,
+        use_ffn=m.use_ffn, ffn_mult=m.ffn_mult, pooling=m.pooling,
+    )
+
+
+def sources(cfg: DictConfig, split: str) -> list[dict]:
+    """The resolved source specs of `data.train` or `data.val` (interpolations filled in)."""
+    return [dict(s) for s in OmegaConf.to_container(cfg.data[split], resolve=True)]
