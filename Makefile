@@ -25,6 +25,9 @@ assets:
 test: $(STAMP) assets
 	$(PY) -m pytest -q
 
+demo: $(STAMP) assets
+	$(PY) -m steervit.demo --out outputs/demo
+
 bench: $(STAMP)
 	$(PY) bench/inference.py
 

@@ -44,7 +44,7 @@ def four_item_scenes(data: Path) -> set[str]:
 @torch.no_grad()
 def head_and_attention(model: SteerViT, records, batch_size: int) -> dict[str, dict[str, list[float]]]:
     """Per record: pmass and attention PR-AUC, steered and at gate factor 0."""
-    transform = model.get_transforms()
+    transform = model.get_transforms(crop=False)
     out: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for lo in tqdm(range(0, len(records), batch_size), desc="test split", unit="batch"):
         chunk = records[lo:lo + batch_size]

@@ -220,3 +220,12 @@ def test_atomic_save_keeps_old_file_on_failure(golden_model, tmp_path, monkeypat
         golden_model.save_pretrained(tmp_path / "m")
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
     assert sorted(os.listdir(tmp_path / "m")) == ["config.json", "model.safetensors"]
+
+
+def test_uncropped_transform_squeezes_whole_image(golden_model):
+    image = Image.new("RGB", (300, 100), (255, 0, 0))
+    tensor = golden_model.get_transforms(crop=False)(image)
+    mean, std = golden_model.normalization
+    assert tensor.shape == (3, 160, 160)
+    expected_red = (1.0 - mean[0]) / std[0]
+    assert torch.allclose(tensor[0], torch.full((160, 160), expected_red), atol=1e-5)

@@ -374,14 +374,22 @@ class SteerViT(nn.Module):
         return maps.view(*lead, *maps.shape[1:])
 
     # ----------------------------------------------------------------------------- pre-processing
-    def get_transforms(self, image_size: int | None = None):
+    def get_transforms(self, image_size: int | None = None, crop: bool = True):
         """timm's eval transform for the trunk, at the model's resolution (PIL image -> normalised tensor).
 
-        Grey, RGBA and palette images are converted to RGB first.
+        Grey, RGBA and palette images are converted to RGB first. `crop=False` resizes the whole
+        image to S x S (no centre crop), so masks can be resized alongside.
         """
         from .transforms import create_transforms
 
-        return create_transforms(self.trunk, image_size or self.image_size)
+        return create_transforms(self.trunk, image_size or self.image_size, crop)
+
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) of the trunk's input normalisation."""
+        from .transforms import normalization
+
+        return normalization(self.trunk)
 
     # ----------------------------------------------------------------------------- persistence
     @classmethod

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..config import DEFAULT_TEXT_ENCODER, DEFAULT_TRUNK, SteerViTConfig
@@ -28,12 +28,18 @@ class ModelSection:
     text_encoder: str = DEFAULT_TEXT_ENCODER  # Hugging Face id or a local folder (offline)
     backbone_weights: Optional[str] = None  # local trunk state dict (offline); else timm's pretrained weights
     pretrained_trunk: Optional[bool] = None  # None: pretrained unless backbone_weights is given; false: random
-    cross_attn_layers: Optional[List[int]] = None  # None: every other block from 1
+    # A list of block indices, or a placement preset (every_other | early | middle | late); None: every
+    # other block from 1. `Any` because OmegaConf cannot type a list-or-string field; checked in check_config.
+    cross_attn_layers: Any = None
     cross_attn_heads: int = 16
     cross_attn_head_dim: int = 72
     use_ffn: bool = False
     ffn_mult: int = 2
     pooling: str = "cls"
+    # Design-study variants (docs/ablations.md); the defaults are SteerViT.
+    fusion: str = "early"  # early | late
+    gate: str = "tanh"  # tanh | tanh_normal | sigmoid | none
+    connector: str = "mlp"  # mlp | linear
     grad_checkpointing: bool = False  # recompute frozen trunk blocks in backward: less memory, ~30 % slower
 
 
@@ -77,6 +83,10 @@ class TrainSection:
     save_every: int = 1000
     tensorboard: bool = True  # when the tensorboard package is importable
     progress: bool = True  # tqdm bar on rank 0
+    # segmentation: the mask pooled per patch (the paper); pointing: a Gaussian of pointing_sigma
+    # patches at the mask's box centre (the pointing ablation). Validation pmass uses the mask either way.
+    supervision: str = "segmentation"
+    pointing_sigma: float = 1.1
     optim: OptimSection = field(default_factory=OptimSection)
 
 
@@ -104,7 +114,8 @@ class RunConfig:
     wandb: WandbSection = field(default_factory=WandbSection)
 
 
-PRESETS = ("paper", "released", "smoke")
+PRESETS = ("paper", "released", "smoke", "offline")
+SUPERVISIONS = ("segmentation", "pointing")
 
 
 def preset_path(name: str) -> Path:
@@ -161,9 +172,22 @@ def check_config(cfg: DictConfig) -> None:
           if t.precision not in ("auto", "bf16", "fp32") else []),
         *(["train.optim.lr must be > 0 and min_lr within [0, lr]"] if not (o.lr > 0 and 0 <= o.min_lr <= o.lr) else []),
         *(["train.optim.gate_lr_mult must be > 0"] if o.gate_lr_mult <= 0 else []),
+        *([f"train.supervision must be segmentation or pointing, not {t.supervision!r}"]
+          if t.supervision not in SUPERVISIONS else []),
+        *(["train.pointing_sigma must be > 0"] if not t.pointing_sigma > 0 else []),
+        *_model_problems(cfg),
     ]
     if problems:
         raise ValueError("; ".join(problems))
+
+
+def _model_problems(cfg: DictConfig) -> list[str]:
+    """The model section's variant fields, checked by the model's own config."""
+    try:
+        to_model_config(cfg)
+    except (TypeError, ValueError) as err:
+        return [f"model: {err}"]
+    return []
 
 
 def _unset_source_values(cfg: DictConfig) -> list[str]:
@@ -228,11 +252,16 @@ def _known(values: Mapping[str, Any], schema: DictConfig, prefix: str, dropped: 
 def to_model_config(cfg: DictConfig) -> SteerViTConfig:
     """The model part of a run config as the model's own config dataclass."""
     m = cfg.model
+    layers = m.cross_attn_layers
+    if isinstance(layers, ListConfig):
+        layers = list(layers)
+    elif layers is not None and not isinstance(layers, str):
+        raise ValueError(f"cross_attn_layers must be a list of block indices or a preset name, got {layers!r}")
     return SteerViTConfig(
-        trunk=m.trunk, image_size=m.image_size, text_encoder=m.text_encoder,
-        cross_attn_layers=None if m.cross_attn_layers is None else list(m.cross_attn_layers),
+        trunk=m.trunk, image_size=m.image_size, text_encoder=m.text_encoder, cross_attn_layers=layers,
         cross_attn_heads=m.cross_attn_heads, cross_attn_head_dim=m.cross_attn_head_dim,
         use_ffn=m.use_ffn, ffn_mult=m.ffn_mult, pooling=m.pooling,
+        fusion=m.fusion, gate=m.gate, connector=m.connector,
     )
 
 
