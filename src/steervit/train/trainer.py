@@ -4,7 +4,8 @@
     trainer.fit()                                         # trainer.fit(resume=True) continues last.pt
 
 One step: text states (from the cache, or the frozen encoder live) -> connector -> steered trunk ->
-head logits (B, N) -> soft cross-entropy against the mask pooled per patch. Only the CA layers,
+head logits (B, N) -> soft cross-entropy against the mask pooled per patch (or, with
+`train.supervision=pointing`, a Gaussian at the box centre). Only the CA layers,
 connector and head are in the optimiser; the trunk and text encoder never get gradients.
 
 Run folder (`train.out_dir`, written by rank 0 only):
@@ -34,7 +35,7 @@ from torch.utils.data import DataLoader
 
 from ..data import AugmentConfig, ReferringSegmentationDataset, SkipCounter, collate, load_mixture
 from ..data.dataset import SKIP_REASONS
-from ..losses import patch_targets, probability_mass, soft_cross_entropy
+from ..losses import patch_targets, pointing_targets, probability_mass, soft_cross_entropy
 from . import distributed
 from .config import check_config, sources, to_model_config
 from .metrics import MetricsLog
@@ -177,6 +178,12 @@ class Trainer:
                 torch.zeros(1, 1, self.model.config.text_dim, device=self.device),
                 torch.ones(1, 1, dtype=torch.bool, device=self.device))
 
+    def targets(self, masks: torch.Tensor) -> torch.Tensor:
+        """The soft patch targets of the configured supervision (both are all-zero for an empty mask)."""
+        if self.cfg.train.supervision == "pointing":
+            return pointing_targets(masks, self.patch_size, sigma=self.cfg.train.pointing_sigma)
+        return patch_targets(masks, self.patch_size)
+
     def _autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
@@ -194,7 +201,7 @@ class Trainer:
             images, masks = images.to(self.device, non_blocking=True), masks.to(self.device, non_blocking=True)
         else:
             images, masks, states, text_mask = self._placeholder()
-        targets = patch_targets(masks, self.patch_size)
+        targets = self.targets(masks)
         with self._autocast():
             logits = self.net(images, states, text_mask)
         local_mean = soft_cross_entropy(logits, targets)
@@ -287,8 +294,8 @@ class Trainer:
             states, text_mask = self.text_states(expressions)
             with self._autocast():
                 logits = self.steered(images, states, text_mask).float()
-            pmass = probability_mass(logits, masks, self.patch_size).double()
-            targets = patch_targets(masks, self.patch_size)
+            pmass = probability_mass(logits, masks, self.patch_size).double()  # the mask, whatever the supervision
+            targets = self.targets(masks)
             for s, name in enumerate(source_names):
                 idx = [j for j, i in enumerate(keep) if batch["sources"][i] == name]
                 if idx:
@@ -326,7 +333,14 @@ class Trainer:
             "skips": dict(self.skips),
             "rng": capture_rng(),
             "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "variant": self._variant(),
         }
+
+    def _variant(self) -> dict[str, Any]:
+        """What a resumed run must share with this one: the trainable tensors' layout and the objective."""
+        t = self.cfg.train
+        return {**self.model.config.variant(), "supervision": t.supervision,
+                "pointing_sigma": float(t.pointing_sigma) if t.supervision == "pointing" else None}
 
     def save_checkpoint(self, name: str = LAST) -> Path | None:
         """Rank 0 writes `<run_dir>/<name>` atomically; other ranks write nothing."""
@@ -340,6 +354,12 @@ class Trainer:
     def load_checkpoint(self, path: str | Path) -> None:
         """Continue from a training checkpoint: weights, optimiser, schedule, step, data position, RNG."""
         state = load_state(path)
+        theirs, ours = state.get("variant"), self._variant()
+        if theirs is not None and theirs != ours:
+            diff = ", ".join(f"{k}: checkpoint {theirs.get(k)!r}, this run {ours[k]!r}"
+                             for k in ours if theirs.get(k) != ours[k])
+            raise ValueError(f"{path} is a run of another variant ({diff}); resume it with its own config, "
+                             "or start a new train.out_dir")
         if state["global_batch"] != self.global_batch:
             raise ValueError(f"{path} was trained with a global batch of {state['global_batch']}; this run has "
                              f"{self.global_batch} (batch_size x processes): the data position would not carry over")

@@ -1,0 +1,127 @@
+"""ONNX export of the image side: onnxruntime must match PyTorch, for any batch and prompt length."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from steervit import SteerViT
+from steervit.cli import main
+from steervit.export import OUTPUT_NAMES, check_onnx, export_onnx
+from steervit.pretrained import BUNDLED_DIR, DEFAULT_MODEL
+from support import OFFICIAL, TINY_ROBERTA, TRUNK, make_tiny_model
+
+pytest.importorskip("onnxruntime")
+
+TOL = 1e-4
+PROMPT = "the red car"
+PROMPTS = ["zebra", "a small black TV remote on the sofa next to the books", "the red car"]  # lengths differ
+OFFLINE = ["--backbone-weights", str(TRUNK), "--text-encoder", str(TINY_ROBERTA)]
+
+
+def images(batch: int, size: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def assert_close(diffs: dict[str, float], logit_tol: float = TOL) -> None:
+    assert set(diffs) == set(OUTPUT_NAMES)
+    for name, diff in diffs.items():
+        assert diff <= (logit_tol if name == "heatmap_logits" else TOL), diffs
+
+
+def check_both_modes(model: SteerViT, tmp_path, logit_tol: float = TOL) -> None:
+    """Baked prompt and text as input, batches 1 and 3, one shared prompt and one prompt per image."""
+    size = model.image_size
+    baked = export_onnx(model, tmp_path / "baked.onnx", prompt=PROMPT)
+    text_in = export_onnx(model, tmp_path / "text.onnx", text_as_input=True)
+    for batch in (1, 3):
+        x = images(batch, size, seed=batch)
+        assert_close(check_onnx(model, baked, x, PROMPT), logit_tol)
+        assert_close(check_onnx(model, text_in, x, [PROMPTS[1]]), logit_tol)  # one prompt for every image
+        assert_close(check_onnx(model, text_in, x, PROMPTS[:batch]), logit_tol)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return make_tiny_model()
+
+
+def test_tiny_model_matches_onnxruntime(tiny, tmp_path):
+    check_both_modes(tiny, tmp_path)
+
+
+def test_golden_model_matches_onnxruntime(golden_model, tmp_path):
+    check_both_modes(golden_model, tmp_path)
+
+
+@pytest.mark.parametrize("variant", [{"fusion": "late"}, {"use_ffn": True, "pooling": "mean"}, {"gate": "sigmoid"}])
+def test_variants_and_gate_factor(variant, tmp_path):
+    model = make_tiny_model(**variant)
+    model.set_gate_factor(0.5)  # baked in at export
+    path = export_onnx(model, tmp_path / "v.onnx", prompt=PROMPT)
+    assert_close(check_onnx(model, path, images(3, 64), None))  # None: the prompt recorded in the file
+
+
+def test_baked_prompt_is_a_constant(tiny, tmp_path):
+    import onnxruntime as ort
+
+    path = export_onnx(tiny, tmp_path / "baked.onnx", prompt=PROMPT)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["images"]
+    assert [o.name for o in session.get_outputs()] == list(OUTPUT_NAMES)
+    with pytest.raises(ValueError, match="baked in"):
+        check_onnx(tiny, path, images(1, 64), "another prompt")
+
+
+def test_export_errors(tiny, tmp_path):
+    with pytest.raises(ValueError, match="exactly one"):
+        export_onnx(tiny, tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match="exactly one"):
+        export_onnx(tiny, tmp_path / "m.onnx", prompt=PROMPT, text_as_input=True)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        export_onnx(tiny, tmp_path / "missing" / "m.onnx", prompt=PROMPT)
+    with pytest.raises(ValueError, match=r"\.onnx"):
+        export_onnx(tiny, tmp_path / "m.txt", prompt=PROMPT)
+    with pytest.raises(ValueError, match="opset"):
+        export_onnx(tiny, tmp_path / "m.onnx", prompt=PROMPT, opset=11)
+    with pytest.raises(ValueError, match="patch size"):
+        export_onnx(tiny, tmp_path / "m.onnx", prompt=PROMPT, image_size=70)
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_cli_export_check(tmp_path, capsys):
+    out = tmp_path / "golden.onnx"
+    model = ["--model", str(OFFICIAL), *OFFLINE]
+    # 128 px is not the checkpoint's 160: the position embedding is resampled at export time.
+    code = main(["export", str(out), *model, "--text-input", "--image-size", "128", "--check"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert out.is_file() and "check passed" in printed and "batch 3 patch_features" in printed
+    code = main(["export", str(out), *model, "--prompt", PROMPT, "--check", "--tolerance", "1e-12"])
+    assert code == 2
+    assert "ABOVE TOLERANCE" in capsys.readouterr().out
+
+
+def test_cli_errors(tmp_path, capsys):
+    model = ["--model", str(OFFICIAL), *OFFLINE]
+    assert main(["export", str(tmp_path / "nope" / "m.onnx"), *model, "--prompt", PROMPT]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # neither --prompt nor --text-input
+        main(["export", str(tmp_path / "m.onnx"), *model])
+    assert exit_info.value.code == 2
+    assert "--prompt" in capsys.readouterr().err
+
+
+BUNDLED_CONFIG = BUNDLED_DIR / DEFAULT_MODEL / "config.json"
+
+
+@pytest.mark.skipif(not BUNDLED_CONFIG.is_file(), reason=f"bundled adapter not trained yet: {BUNDLED_CONFIG}")
+def test_bundled_model_matches_onnxruntime(tmp_path):
+    model = SteerViT.from_pretrained(DEFAULT_MODEL)
+    path = export_onnx(model, tmp_path / "bundled.onnx", text_as_input=True)
+    x = images(3, model.image_size)
+    diffs = check_onnx(model, path, x, PROMPTS)
+    with torch.no_grad():
+        logit_scale = max(1.0, float(model.segmentation_logits(x, PROMPTS).abs().max()))
+    assert_close(diffs, logit_tol=TOL * logit_scale)  # float error in logits grows with their size
+    path = export_onnx(model, tmp_path / "bundled_baked.onnx", prompt=PROMPT)
+    assert_close(check_onnx(model, path, x[:1], PROMPT), logit_tol=TOL * logit_scale)
