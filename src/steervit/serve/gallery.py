@@ -1,0 +1,144 @@
+"""The example gallery: real sample photos (scikit-image) plus a few Fashion-MNIST composites.
+
+The gallery doubles as the pictures a user can pick and as the search space of the steered
+nearest-neighbour search. Its images are embedded once, when the app starts; steered features
+depend on the prompt and gate factor, so they are computed on first use and cached.
+Nothing here locks the model: callers hold the app's model lock.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+EXAMPLE_SIDE = 512  # longest side kept per example; plenty for a 224 px model view
+THUMB_SIDE = 128
+# scikit-image ships these files in its wheel, so no download is needed (key, loader name, title).
+SKIMAGE_PHOTOS = (
+    ("astronaut", "astronaut", "Astronaut (NASA, public domain)"),
+    ("cat", "chelsea", "Cat: Chelsea (CC0)"),
+    ("coffee", "coffee", "Cup of coffee (CC0)"),
+    ("rocket", "rocket", "Rocket on the launch pad (public domain)"),
+    ("coins", "coins", "Ancient coins (no known restrictions)"),
+    ("cameraman", "camera", "Cameraman (CC0)"),
+)
+# Fashion-MNIST composites: (key, [(class label, colour name), ...]) laid out on a 2x2 grid.
+COMPOSITES = (
+    ("fashion-1", [(7, "red"), (8, "blue"), (3, "green"), (9, None)]),
+    ("fashion-2", [(0, "yellow"), (5, None), (1, "purple"), (4, "orange")]),
+    ("fashion-3", [(9, "red"), (2, "green"), (8, None), (7, "blue")]),
+)
+
+
+@dataclass(frozen=True)
+class Example:
+    key: str
+    title: str
+    image: Image.Image  # RGB
+
+
+def _fit(image: Image.Image, side: int) -> Image.Image:
+    image = image.convert("RGB")
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return image
+
+
+def data_url(image: Image.Image, fmt: str = "PNG") -> str:
+    """An image as a `data:` URL, so JSON answers carry pictures without extra requests."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def photo_examples() -> list[Example]:
+    import skimage.data
+
+    examples = []
+    for key, name, title in SKIMAGE_PHOTOS:
+        array = np.asarray(getattr(skimage.data, name)())
+        examples.append(Example(key, title, _fit(Image.fromarray(array), EXAMPLE_SIDE)))
+    return examples
+
+
+def fashion_examples() -> list[Example]:
+    """Composites of real Fashion-MNIST products, tinted; [] where the data set is not installed."""
+    try:
+        from ..offline import fashion_mnist as fm
+        from ..offline.scenes import PALETTE
+
+        data = fm.load_fashion_mnist("test")
+    except (ImportError, FileNotFoundError, ValueError):
+        return []
+    cell = 112
+    examples = []
+    for key, items in COMPOSITES:
+        canvas = np.full((2 * cell, 2 * cell, 3), 40, dtype=np.uint8)
+        words = []
+        for slot, (label, colour) in enumerate(items):
+            grey = data.images[data.indices_of(label)[slot]]
+            rgb, mask = fm.render_item(grey, cell - 12, PALETTE.get(colour) if colour else None)
+            y, x = (slot // 2) * cell + 6, (slot % 2) * cell + 6
+            region = canvas[y:y + cell - 12, x:x + cell - 12]
+            region[mask] = rgb[mask]
+            words.append(f"{colour or 'white'} {fm.CLASSES[label].nouns[0]}")
+        examples.append(Example(key, "Fashion-MNIST: " + ", ".join(words), Image.fromarray(canvas)))
+    return examples
+
+
+def default_examples() -> list[Example]:
+    return photo_examples() + fashion_examples()
+
+
+class Gallery:
+    """Examples with their model inputs and plain features, and an LRU cache of steered features."""
+
+    def __init__(self, model, examples: list[Example], cache_size: int = 64) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        if not examples:
+            raise ValueError("the gallery needs at least one example")
+        self.model = model
+        self.examples = {e.key: e for e in examples}
+        self.keys = [e.key for e in examples]
+        self.thumbnails = {e.key: data_url(_fit(e.image, THUMB_SIDE), "JPEG") for e in examples}
+        transform = model.get_transforms()
+        self.inputs = torch.stack([transform(e.image) for e in examples])
+        with torch.no_grad():
+            self.plain = F.normalize(model.get_global_features(self.inputs).float(), dim=-1)
+        self.cache_size = cache_size
+        self._steered: OrderedDict[tuple[str, float], "torch.Tensor"] = OrderedDict()
+
+    def describe(self) -> list[dict]:
+        return [{"key": k, "title": self.examples[k].title, "thumbnail": self.thumbnails[k]} for k in self.keys]
+
+    def steered(self, prompts: list[str], gate_factor: float):
+        """(P, N, D) unit-length steered features of every example, per prompt, at this gate factor.
+
+        The caller has already set `gate_factor` on the model; it is part of the cache key.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        missing = list(dict.fromkeys(p for p in prompts if (p, gate_factor) not in self._steered))
+        if missing:
+            with torch.no_grad():
+                feats = self.model.get_global_features(self.inputs, self.model.encode_text(missing), cross=True)
+            for j, prompt in enumerate(missing):
+                self._steered[(prompt, gate_factor)] = F.normalize(feats[:, j].float(), dim=-1)
+        for prompt in prompts:
+            self._steered.move_to_end((prompt, gate_factor))
+        result = torch.stack([self._steered[(p, gate_factor)] for p in prompts])
+        while len(self._steered) > self.cache_size:
+            self._steered.popitem(last=False)
+        return result
+
+    def rank(self, scores, exclude: str | None, k: int) -> list[dict]:
+        """The k best examples by cosine score, leaving out the query itself when it is an example."""
+        order = [i for i in scores.argsort(descending=True).tolist() if self.keys[i] != exclude][:k]
+        return [{"key": self.keys[i], "title": self.examples[self.keys[i]].title,
+                 "score": round(float(scores[i]), 4)} for i in order]
