@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--limit", type=int, default=0, help="records per source (0 = all)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--core-gate0", action="store_true",
+                        help="also run CORE at gate factor 0 (equals the plain trunk; costs a full pass)")
     args = parser.parse_args()
 
     model = SteerViT.from_pretrained(args.model).eval()
@@ -98,11 +100,12 @@ def main() -> None:
     core_records = read_core(args.data / "core")
     steered = core.evaluate(model, core_records, ks=(1,), wrong_prompt=True)
     plain = core.evaluate(model, core_records, text=False, ks=(1,))
-    model.set_gate_factor(0.0)
-    gate0 = core.evaluate(model, core_records, ks=(1,))
     results["core_P@1"] = {"steered": steered["overall"]["P@1"], "plain": plain["overall"]["P@1"],
-                           "wrong_prompt": steered["wrong_prompt"]["overall"]["P@1"],
-                           "gate_factor_0": gate0["overall"]["P@1"], "chance": 20.0}
+                           "wrong_prompt": steered["wrong_prompt"]["overall"]["P@1"], "chance": 20.0}
+    if args.core_gate0:
+        model.set_gate_factor(0.0)
+        results["core_P@1"]["gate_factor_0"] = core.evaluate(model, core_records, ks=(1,))["overall"]["P@1"]
+        model.set_gate_factor(1.0)
 
     print(f"model {args.model}")
     print(f"{'source':<28}{'n':>5}{'pmass steered':>15}{'pmass plain':>13}{'attn PR-AUC st.':>17}{'plain':>8}")
@@ -111,7 +114,7 @@ def main() -> None:
               f"{r['attn_prauc_steered']:>17.1f}{r['attn_prauc_plain']:>8.1f}")
     c = results["core_P@1"]
     print(f"CORE-style P@1: steered {c['steered']:.1f}, plain {c['plain']:.1f}, wrong prompt "
-          f"{c['wrong_prompt']:.1f}, gate factor 0 {c['gate_factor_0']:.1f} (chance 20)")
+          f"{c['wrong_prompt']:.1f}, gate factor 0 {c.get('gate_factor_0', float('nan')):.1f} (chance 20)")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
