@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -52,6 +54,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure each variant's peak memory, each in a fresh process (slower)")
+    parser.add_argument("--only", help=argparse.SUPPRESS)  # internal: run one variant, print its peak memory
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -85,6 +90,11 @@ def main() -> None:
             f"{p} prompts/image, one cross call": (lambda: model.get_global_features(x, many, cross=True), b * p),
             f"{p} prompts/image, {p} calls": (lambda: [model.get_global_features(x, e) for e in same], b * p),
         }
+        if args.only is not None:
+            name = list(runs)[int(args.only)]
+            runs[name][0]()
+            print(f"PEAK {peak_memory_mib(args.device):.1f}")
+            return
         results = {name: [] for name in runs}
         for _ in range(args.reps):  # interleave so drift hits every variant alike
             for name, (fn, n) in runs.items():
@@ -99,6 +109,21 @@ def main() -> None:
     print(f"ratio steered/plain:                  {med[names[1]] / med[names[0]]:.3f}  (target >= 0.85)")
     print(f"ratio textbook-CA steered/plain:      {med[names[2]] / med[names[0]]:.3f}")
     print(f"ratio one cross call / {p} calls:       {med[names[3]] / med[names[4]]:.3f}  (pairs per second)")
+    if args.memory:
+        print("peak memory, each variant alone in a fresh process (MiB; CPU: max RSS incl. the model):")
+        for i, name in enumerate(names):
+            cmd = [sys.executable, __file__, "--only", str(i)] + [a for a in sys.argv[1:] if a != "--memory"]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            print(f"  {name:<36} {float(out.split('PEAK')[-1]):8.1f}")
+
+
+def peak_memory_mib(device: str) -> float:
+    """Peak memory of this process: CUDA allocator peak on a GPU, max resident set size on the CPU."""
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":
