@@ -13,6 +13,7 @@ import argparse
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -92,8 +93,8 @@ def main() -> None:
         }
         if args.only is not None:
             name = list(runs)[int(args.only)]
-            runs[name][0]()
-            print(f"PEAK {peak_memory_mib(args.device):.1f}")
+            runs[name][0]()  # warm-up: allocator pools and lazy state, as in a serving process
+            print(f"PEAK {peak_extra_memory_mib(runs[name][0], args.device):.1f}")
             return
         results = {name: [] for name in runs}
         for _ in range(args.reps):  # interleave so drift hits every variant alike
@@ -110,21 +111,41 @@ def main() -> None:
     print(f"ratio textbook-CA steered/plain:      {med[names[2]] / med[names[0]]:.3f}")
     print(f"ratio one cross call / {p} calls:       {med[names[3]] / med[names[4]]:.3f}  (pairs per second)")
     if args.memory:
-        print("peak memory, each variant alone in a fresh process (MiB; CPU: max RSS incl. the model):")
+        print("peak memory above the loaded model, each variant alone in a fresh process (MiB):")
         for i, name in enumerate(names):
             cmd = [sys.executable, __file__, "--only", str(i)] + [a for a in sys.argv[1:] if a != "--memory"]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             print(f"  {name:<36} {float(out.split('PEAK')[-1]):8.1f}")
 
 
-def peak_memory_mib(device: str) -> float:
-    """Peak memory of this process: CUDA allocator peak on a GPU, max resident set size on the CPU."""
+def peak_extra_memory_mib(fn, device: str) -> float:
+    """Peak memory `fn` needs beyond what is resident before it: the CUDA allocator's peak on a GPU;
+    on the CPU the resident set size, sampled every millisecond while `fn` runs."""
     if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2**20
-    import resource
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    def rss() -> int:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
 
+    base, peak, done = rss(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    fn()
+    done.set()
+    sampler.join()
+    return max(peak[0] - base, 0) / 1024
 
 if __name__ == "__main__":
     main()
