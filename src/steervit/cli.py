@@ -357,7 +357,11 @@ def one_line(err: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `steervit` and `python -m steervit.cli`; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    return run_command(build_parser().parse_args(argv))
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the parsed command; expected failures become one line on stderr and exit code 2."""
     try:
         return int(args.func(args) or 0)
     except (OSError, ValueError) as err:  # FileNotFoundError, CheckpointError, bad values

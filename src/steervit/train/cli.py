@@ -14,7 +14,7 @@ import argparse
 import logging
 import sys
 
-from ..cli import EXIT_ERROR, one_line, positive_int
+from ..cli import EXIT_ERROR, positive_int, run_command
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -99,14 +99,4 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m steervit.train", description="Train a SteerViT adapter.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
     add_train_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (OSError, ValueError) as err:
-        if args.debug:
-            raise
-        print(f"steervit: error: {one_line(err)}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("steervit: interrupted", file=sys.stderr)
-        return 130
+    return run_command(parser.parse_args(argv))
