@@ -11,7 +11,11 @@ from steervit.pretrained import BUNDLED_DIR, DEFAULT_MODEL, REGISTRY, list_model
 
 @pytest.fixture(scope="module")
 def bundled():
-    return SteerViT.from_pretrained(DEFAULT_MODEL)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # e.g. "backbone weights ... differ": the trunk must match
+        return SteerViT.from_pretrained(DEFAULT_MODEL)
 
 
 def test_registry_names():
@@ -67,3 +71,16 @@ def test_bundled_model_steers_towards_the_named_object(bundled):
         steered_diag += steered.diagonal().tolist()
         plain_diag += mass["plain"].diagonal().tolist()
     assert np.mean(steered_diag) > np.mean(plain_diag) + 0.15, (steered_diag, plain_diag)
+
+
+def test_weights_identity_ignores_safetensors_metadata(tmp_path):
+    from safetensors.torch import save_file
+
+    from steervit.checkpoint import sha256_file
+
+    tensors = {"a": torch.arange(6.0), "b": torch.ones(2, 2)}
+    save_file(tensors, str(tmp_path / "x.safetensors"), metadata={"k": "1", "source": "s"})
+    save_file(tensors, str(tmp_path / "y.safetensors"), metadata={"source": "s", "k": "1", "other": "2"})
+    save_file({**tensors, "b": torch.zeros(2, 2)}, str(tmp_path / "z.safetensors"))
+    assert sha256_file(tmp_path / "x.safetensors") == sha256_file(tmp_path / "y.safetensors")
+    assert sha256_file(tmp_path / "x.safetensors") != sha256_file(tmp_path / "z.safetensors")

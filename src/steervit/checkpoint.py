@@ -102,8 +102,15 @@ def adapter_to_published(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 
 
 def sha256_file(path: str | Path) -> str:
+    """Identity of a weights file. For safetensors: the tensor index and data, not the metadata
+    (whose key order is not stable between writes of the same tensors); other files: all bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
+        if str(path).endswith(".safetensors"):
+            header_len = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(header_len))
+            header.pop("__metadata__", None)
+            h.update(json.dumps(header, sort_keys=True).encode())
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
