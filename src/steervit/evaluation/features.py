@@ -71,9 +71,8 @@ def batches(refs: Sequence[ImageRef], transform: Callable, batch_size: int = 32,
 
 # ------------------------------------------------------------------------------------ pre-processing
 def normalization(model) -> tuple[list[float], list[float]]:
-    from ..cli import normalization as find
-
-    return find(model.get_transforms())
+    mean, std = model.normalization
+    return list(mean), list(std)
 
 
 def square_transform(model, size: int | None = None) -> Callable[[Image.Image], torch.Tensor]:
