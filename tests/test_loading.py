@@ -101,32 +101,31 @@ def test_wrong_or_missing_keys_are_listed(tmp_path):
     assert "seg_head.bias" in str(err.value) and "cross_attn_layers.1.bogus" in str(err.value)
 
 
-def test_checkpoint_for_another_depth(tmp_path):
-    """test_vit2 has 8 blocks, so it expects CA at block 7 too: the 6-block checkpoint does not fit."""
+def golden_adapter_on(trunk_name: str, tmp_path):
+    """The golden adapter in a published file whose config names another timm trunk, plus that trunk's weights."""
     import timm
     from safetensors.torch import save_file
 
     config = published_dict_config()
-    config["vision_encoder"]["model_name"] = "test_vit2"
-    write_published(tmp_path / "depth.pth", read_published(OFFICIAL)["state_dict"], config)
-    trunk = timm.create_model("test_vit2", pretrained=False, num_classes=0, img_size=160)
-    save_file(trunk.state_dict(), str(tmp_path / "trunk2.safetensors"))
+    config["vision_encoder"]["model_name"] = trunk_name
+    write_published(tmp_path / "other.pth", read_published(OFFICIAL)["state_dict"], config)
+    trunk = timm.create_model(trunk_name, pretrained=False, num_classes=0, img_size=160)
+    save_file(trunk.state_dict(), str(tmp_path / "trunk.safetensors"))
+    return tmp_path / "other.pth", tmp_path / "trunk.safetensors"
+
+
+def test_checkpoint_for_another_depth(tmp_path):
+    """test_vit2 has 8 blocks, so it expects CA at block 7 too: the 6-block checkpoint does not fit."""
+    checkpoint, trunk = golden_adapter_on("test_vit2", tmp_path)
     with pytest.raises(ValueError, match=r"missing \(\d+\): cross_attn_layers\.7"):
-        load(tmp_path / "depth.pth", backbone_weights=tmp_path / "trunk2.safetensors")
+        load(checkpoint, backbone_weights=trunk)
 
 
 def test_checkpoint_for_another_width(tmp_path):
     """test_vit3 is 96 wide: every CA and head tensor has the wrong shape, and the message says so."""
-    import timm
-    from safetensors.torch import save_file
-
-    config = published_dict_config()
-    config["vision_encoder"]["model_name"] = "test_vit3"
-    write_published(tmp_path / "width.pth", read_published(OFFICIAL)["state_dict"], config)
-    trunk = timm.create_model("test_vit3", pretrained=False, num_classes=0, img_size=160)
-    save_file(trunk.state_dict(), str(tmp_path / "trunk3.safetensors"))
+    checkpoint, trunk = golden_adapter_on("test_vit3", tmp_path)
     with pytest.raises(ValueError, match=r"wrong shape .*file \(64,\) vs model \(96,\)"):
-        load(tmp_path / "width.pth", backbone_weights=tmp_path / "trunk3.safetensors")
+        load(checkpoint, backbone_weights=trunk)
 
 
 def test_backbone_weights_of_another_trunk_are_refused(tmp_path):
