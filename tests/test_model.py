@@ -9,7 +9,7 @@ import torch
 
 from support import TINY_ROBERTA, make_tiny_model
 from steervit import SteerViT, SteerViTConfig
-from steervit.losses import patch_targets, probability_mass, soft_cross_entropy
+from steervit.losses import patch_targets, pixel_probability_mass, probability_mass, soft_cross_entropy
 from steervit.text import TextEncoder
 
 PROMPTS = ["the red car", "a small black TV remote on the sofa", "zebra"]
@@ -64,7 +64,13 @@ def test_patch_targets_and_pmass():
     assert torch.equal(patch_targets(torch.zeros(1, 4, 4), 2), torch.zeros(1, 4))
     logits = torch.tensor([[10.0, 0.0, 0.0, 0.0]])
     p = logits.softmax(-1)[0]
-    assert probability_mass(logits, masks, 2).item() == pytest.approx(p[0].item() + 0.25 * p[3].item())
+    # pmass counts every patch holding part of the mask; the pixel version counts a quarter-patch a quarter
+    assert probability_mass(logits, masks, 2).item() == pytest.approx(p[0].item() + p[3].item())
+    assert pixel_probability_mass(logits, masks, 2).item() == pytest.approx(p[0].item() + 0.25 * p[3].item())
+    # the loss's optimum (softmax = target) puts all its mass on the mask, but only sum(c^2)/sum(c) by pixels
+    optimum = targets.log()
+    assert probability_mass(optimum, masks, 2).item() == pytest.approx(1.0)
+    assert pixel_probability_mass(optimum, masks, 2).item() == pytest.approx((1 + 0.25**2) / 1.25)
 
 
 @torch.no_grad()

@@ -48,6 +48,20 @@ def test_voc_split_and_palette_masks(voc_data):
     assert len(ds.VOC_NAMES) == len(ds.VOC_CLASSES) == 21 and ds.VOC_NAMES[11] == "dining table"
 
 
+def test_voc_class_list(voc_data, tmp_path):
+    assert ds.read_voc(voc_data, "val").classes == ds.VOC_NAMES  # no classes.txt: VOC's own
+    assert ds.read_class_list("cat, dog") == ("background", "cat", "dog")
+    listing = tmp_path / "names.txt"
+    listing.write_text("t-shirt\nankle boot\n\n")
+    assert ds.read_class_list(listing) == ("background", "t-shirt", "ankle boot")
+    assert ds.read_voc(voc_data, "val", classes=listing).classes[2] == "ankle boot"
+    listing.write_text("t-shirt\n\nbag\n")
+    with pytest.raises(ValueError, match="non-empty name"):
+        ds.read_class_list(listing)
+    with pytest.raises(FileNotFoundError, match="class list file not found"):
+        ds.read_class_list(tmp_path / "missing.txt")
+
+
 def test_image_folder_and_waterbirds(tmp_path):
     root = make_image_folder(tmp_path / "woof", classes=3, per_class=2)
     train = ds.read_image_folder(root, "train")

@@ -59,3 +59,16 @@ def test_mosaic_cli(voc_data, tmp_path, capsys):
     assert main([*args, "--out", str(gate0), "--gate-factor", "0"]) == 0
     assert read_results(plain)["per_pair"] == read_results(gate0)["per_pair"]
     assert read_results(plain)["per_pair"] != results["per_pair"]
+
+
+def test_mosaic_class_list(voc_data, tmp_path, capsys):
+    """`--classes` renames the labels (prompts "the <name>"); a list too short for a label is an error."""
+    args = ["eval", "mosaic", "--data", str(voc_data), "--num-mosaics", "2", "--seed", "1", *MODEL_ARGS]
+    names = [f"widget {i}" for i in range(1, 21)]
+    assert main([*args, "--out", str(tmp_path / "named"), "--classes", ",".join(names)]) == 0
+    results = read_results(tmp_path / "named")
+    assert results["classes"] == names
+    assert set(results["per_class"]) <= set(names) and results["per_class"]
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "short"), "--classes", "a,b"]) == 2
+    assert "pass --classes" in capsys.readouterr().err

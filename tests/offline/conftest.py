@@ -12,6 +12,7 @@ TINY = BuildSizes(
     core=eval_sets.CoreSizes(scenes=2, bases=3),
     anomaly=eval_sets.AnomalySizes(train=2, good=1, per_defect=2),
     pods=eval_sets.PodsSizes(products=2, reference=1, positive=2, negative=2),
+    mosaic=eval_sets.MosaicSizes(images=8),
 )
 SEED = 3
 

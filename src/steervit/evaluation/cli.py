@@ -76,6 +76,9 @@ def register(commands) -> None:
     b = bench.add_parser("mosaic", help="MOSAIC: PR-AUC of attention and head heatmaps on VOC 2x2 mosaics")
     _common(b, "mosaic", "PASCAL VOC (VOCdevkit, or VOCdevkit/VOC2012)", cache=False)
     b.add_argument("--split", default="val", help="VOC segmentation split (default: val)")
+    b.add_argument("--classes", metavar="FILE|A,B,...",
+                   help="names of labels 1, 2, ... (a file with one per line, or comma-separated); default: "
+                        "classes.txt beside ImageSets if present, else VOC's 20 classes")
     b.add_argument("--num-mosaics", type=positive_int, default=363, help="mosaics to build (default: 363)")
     b.add_argument("--seed", type=int, default=0, help="mosaic sampling seed (default: 0)")
     b.add_argument("--mosaics", metavar="FILE", help="reuse a saved mosaic list (mosaics.json)")

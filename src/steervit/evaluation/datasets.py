@@ -118,10 +118,14 @@ VOC_VOID = 255
 
 @dataclass
 class VocSplit:
-    """PASCAL VOC segmentation images of one split (`VOCdevkit/VOC2012` layout)."""
+    """PASCAL VOC segmentation images of one split (`VOCdevkit/VOC2012` layout).
+
+    `classes[i]` names label i in SegmentationClass (0 = background); VOC's 20 unless a class list is given.
+    """
 
     root: Path
     ids: list[str]
+    classes: tuple[str, ...] = VOC_NAMES
 
     def image(self, image_id: str) -> ImageRef:
         return ImageRef.file(self.root / "JPEGImages" / f"{image_id}.jpg", self.root)
@@ -130,8 +134,34 @@ class VocSplit:
         return self.root / "SegmentationClass" / f"{image_id}.png"
 
 
-def read_voc(root: str | Path, split: str = "val") -> VocSplit:
-    """`root` is VOCdevkit, VOCdevkit/VOC2012, or a folder holding VOCdevkit."""
+def read_class_list(spec: str | Path) -> tuple[str, ...]:
+    """Class names for labels 1, 2, ...: a text file with one name per line, or "name,name,...".
+
+    Returned with "background" at index 0, so `names[label]` is the label's name.
+    """
+    path = Path(spec).expanduser()
+    if path.is_file():
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        while names and not names[-1]:
+            names.pop()
+        where = str(path)
+    elif "," in str(spec) or not path.suffix:
+        names, where = [n.strip() for n in str(spec).split(",")], "the class list"
+    else:
+        raise FileNotFoundError(f"class list file not found: {path}")
+    if not names or any(not n for n in names):
+        raise ValueError(f"{where}: every class needs a non-empty name (line or comma-separated item)")
+    if len(names) >= VOC_VOID:
+        raise ValueError(f"{where}: at most {VOC_VOID - 1} classes (label {VOC_VOID} is void)")
+    return ("background", *names)
+
+
+def read_voc(root: str | Path, split: str = "val", classes: str | Path | None = None) -> VocSplit:
+    """`root` is VOCdevkit, VOCdevkit/VOC2012, or a folder holding VOCdevkit.
+
+    `classes`: a class list (see `read_class_list`); by default `classes.txt` beside ImageSets when
+    there is one, else VOC's 20 classes.
+    """
     root = _dir(root, "PASCAL VOC folder")
     for candidate in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012"):
         if (candidate / "ImageSets" / "Segmentation").is_dir():
@@ -143,7 +173,9 @@ def read_voc(root: str | Path, split: str = "val") -> VocSplit:
     if not listing.is_file():
         raise FileNotFoundError(f"VOC split list not found: {listing}")
     ids = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
-    voc = VocSplit(root, ids)
+    if classes is None and (root / "classes.txt").is_file():
+        classes = root / "classes.txt"
+    voc = VocSplit(root, ids, read_class_list(classes) if classes is not None else VOC_NAMES)
     for image_id in ids:
         for path in (voc.image(image_id).path, voc.class_mask_path(image_id)):
             if not path.is_file():

@@ -2,7 +2,7 @@
 
 Four PASCAL VOC images, each padded to a square (centred, black / background) and resized to a
 quarter of the model's input, are stitched 2x2. For every class present in the mosaic the prompt is
-"the <class>" and the ground truth is the patch-grid mask of all its pixels (every instance). Scores:
+"the <class>" (VOC's names, or a class list such as the offline set's `classes.txt`) and the ground truth is the patch-grid mask of all its pixels (every instance). Scores:
 area under the precision-recall curve (average precision) of the last block's CLS->patch attention
 and of the segmentation head's logits on the patch grid, per (mosaic, class) pair. Averaging: over
 all pairs; per class over that class's pairs. The mosaic list is seeded and saved for reuse.
@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .datasets import VOC_NAMES, VOC_VOID, VocSplit
+from .datasets import VOC_VOID, VocSplit
 from .features import normalization, read_label_png, to_tensor
 from .metrics import average_precision, patch_grid_mask
 from .report import markdown_table, mean
@@ -68,7 +68,8 @@ def evaluate(model, voc: VocSplit, mosaics: list[list[str]], *, text: bool = Tru
     size = model.image_size
     mean_, std_ = normalization(model)
     norm_mean, norm_std = torch.tensor(mean_).view(3, 1, 1), torch.tensor(std_).view(3, 1, 1)
-    prompts = [f"the {name}" for name in VOC_NAMES]
+    names = voc.classes
+    prompts = [f"the {name}" for name in names]
     embedding = model.encode_text(prompts[1:]) if text else None  # row c - 1 is class c
     grid = (size // model.patch_size, size // model.patch_size)
 
@@ -81,7 +82,7 @@ def evaluate(model, voc: VocSplit, mosaics: list[list[str]], *, text: bool = Tru
                                                  interpolate=False)
         logits = model.segmentation_logits(x, texts).reshape(len(pending), *grid)
         for p, att, head in zip(pending, attention, logits):
-            pairs.append({"mosaic": p["mosaic"], "class": VOC_NAMES[p["class"]], "patches": int(p["gt"].sum()),
+            pairs.append({"mosaic": p["mosaic"], "class": names[p["class"]], "patches": int(p["gt"].sum()),
                           "attention": 100 * average_precision(att, p["gt"]),
                           "head": 100 * average_precision(head, p["gt"])})
         pending.clear()
@@ -90,6 +91,9 @@ def evaluate(model, voc: VocSplit, mosaics: list[list[str]], *, text: bool = Tru
         image, mask = compose(voc, ids, size)
         x = (to_tensor(image) - norm_mean) / norm_std
         for c in present_classes(mask):
+            if c >= len(names):
+                raise ValueError(f"mosaic {m} ({', '.join(ids)}) has label {c}, but the class list names only "
+                                 f"{len(names) - 1} classes; pass --classes")
             gt = patch_grid_mask(mask == c, patch_size=model.patch_size, min_coverage=min_coverage)
             pending.append({"mosaic": m, "class": c, "x": x, "gt": gt})
             if len(pending) == batch_size:
@@ -98,7 +102,7 @@ def evaluate(model, voc: VocSplit, mosaics: list[list[str]], *, text: bool = Tru
         flush()
 
     per_class = {}
-    for name in VOC_NAMES[1:]:
+    for name in names[1:]:
         rows = [p for p in pairs if p["class"] == name]
         if rows:
             per_class[name] = {"pairs": len(rows), "attention": mean([r["attention"] for r in rows]),
@@ -113,6 +117,7 @@ def evaluate(model, voc: VocSplit, mosaics: list[list[str]], *, text: bool = Tru
         "head": mean([p["head"] for p in pairs]),
         "per_class": per_class,
         "per_pair": pairs,
+        "classes": list(names[1:]),
         "paper": PAPER,
     }
 
@@ -128,7 +133,7 @@ def command(args) -> int:
     from .datasets import read_voc
     from .report import fmt, setup, write_json, write_results
 
-    voc = read_voc(args.data, args.split)
+    voc = read_voc(args.data, args.split, classes=args.classes)
     if args.mosaics:
         listing = json.loads(Path(args.mosaics).read_text())
     else:

@@ -35,7 +35,7 @@ from .scenes import CANVAS, choose_expressions, fashion_items, fashion_scene, ph
 SPLITS = ("train", "validation", "test")
 SOURCES = {"fashion": "offline_fashion_scenes", "photo": "offline_photo_composites"}
 VALIDATION_SHARE = 0.05  # of the Fashion-MNIST train photos, kept for validation scenes only
-OUTPUTS = ("manifest.jsonl", "scenes.jsonl", "images", "masks", "core", "anomaly", "pods", "README.md",
+OUTPUTS = ("manifest.jsonl", "scenes.jsonl", "images", "masks", "core", "anomaly", "pods", "mosaic", "README.md",
            "build_info.json")
 STATEMENT = "The photos are real, the scenes are made."
 
@@ -52,6 +52,7 @@ class BuildSizes:
     core: eval_sets.CoreSizes = field(default_factory=eval_sets.CoreSizes)
     anomaly: eval_sets.AnomalySizes = field(default_factory=eval_sets.AnomalySizes)
     pods: eval_sets.PodsSizes = field(default_factory=eval_sets.PodsSizes)
+    mosaic: eval_sets.MosaicSizes = field(default_factory=eval_sets.MosaicSizes)
 
     def scaled(self, scale: float) -> "BuildSizes":
         """Counts times `scale` (at least 1 each); kinds of things (scenes, categories) stay."""
@@ -63,6 +64,7 @@ class BuildSizes:
             core=replace(self.core, bases=n(self.core.bases)),
             anomaly=eval_sets.AnomalySizes(n(self.anomaly.train), n(self.anomaly.good), n(self.anomaly.per_defect)),
             pods=replace(self.pods, positive=n(self.pods.positive), negative=n(self.pods.negative)),
+            mosaic=replace(self.mosaic, images=max(4, n(self.mosaic.images))),  # a mosaic needs four
         )
 
 
@@ -122,7 +124,8 @@ def build_offline(out_dir: str | Path, seed: int = 0, scale: float = 1.0, sizes:
 
     jobs = sizes.train + sizes.validation + sizes.test
     if eval_sets_too:
-        jobs += eval_sets.core_jobs(sizes.core) + eval_sets.anomaly_jobs(sizes.anomaly) + eval_sets.pods_jobs(sizes.pods)
+        jobs += eval_sets.core_jobs(sizes.core) + eval_sets.anomaly_jobs(sizes.anomaly) + \
+            eval_sets.pods_jobs(sizes.pods) + eval_sets.mosaic_jobs(sizes.mosaic)
     bar = tqdm(total=jobs, desc="scenes", unit="img", disable=not progress)
     records: list[Record] = []
     scene_lines: list[dict] = []
@@ -181,6 +184,8 @@ def build_offline(out_dir: str | Path, seed: int = 0, scale: float = 1.0, sizes:
             ("core", eval_sets.build_core(out / "core", seed, test_data, core_pool, sizes.core, home)),
             ("anomaly", eval_sets.build_anomaly(out / "anomaly", seed, sizes.anomaly)),
             ("pods", eval_sets.build_pods(out / "pods", seed, test_data, pods_pool, sizes.pods, home)),
+            # the test scenes' half of the Fashion-MNIST test photos: held out of training like them
+            ("mosaic", eval_sets.build_mosaic(out / "mosaic", seed, test_data, pools["test"], sizes.mosaic, home)),
         ):
             bar.set_description(name)
             for n in jobs_iter:
@@ -188,6 +193,7 @@ def build_offline(out_dir: str | Path, seed: int = 0, scale: float = 1.0, sizes:
         counts["core_images"] = sum(1 for _ in (out / "core" / "images").iterdir())
         counts["anomaly_images"] = sum(1 for p in (out / "anomaly").rglob("*.png") if "ground_truth" not in p.parts)
         counts["pods_objects"] = sum(1 for p in (out / "pods").iterdir() if p.is_dir())
+        counts["mosaic_images"] = sizes.mosaic.images
     bar.close()
 
     summary = {

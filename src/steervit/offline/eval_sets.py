@@ -12,6 +12,9 @@ black, the real textures, or crops of held-out photos. None of it is in the trai
   with exact 0/255 masks.
 - PODS-style personal objects (`pods/`): one specific item shown alone (reference), in cluttered
   scenes (positive), and other items of the same class and colour in like scenes (negative).
+- MOSAIC-style images (`mosaic/VOCdevkit/VOC2012`): PASCAL VOC's layout (JPEGImages, palette PNGs in
+  SegmentationClass and SegmentationObject, ImageSets/Segmentation/val.txt) with 1-3 held-out items
+  per image and `classes.txt` naming the classes; `steervit eval mosaic` stitches them 2x2.
 """
 from __future__ import annotations
 
@@ -284,4 +287,89 @@ def build_pods(out: Path, seed: int, test: fm.FashionMNIST, pool: dict[int, np.n
             save_png(scene.image, root / "negative" / f"{k:03d}.png")
             yield 1
     _write_json(descriptions, out / "descriptions.json")
+    _write_json(sources, out / "sources.json")
+
+
+# --------------------------------------------------------------------------- MOSAIC (VOC layout)
+
+
+@dataclass(frozen=True)
+class MosaicSizes:
+    images: int = 60
+    photo_share: float = 0.25  # of images holding a held-out photo object
+
+
+def mosaic_jobs(sizes: MosaicSizes) -> int:
+    return sizes.images
+
+
+def mosaic_classes() -> tuple[str, ...]:
+    """Class 1.. of the offline VOC set, as prompts read them: the products, then the held-out photo objects."""
+    return tuple(c.nouns[0] for c in fm.CLASSES) + tuple(o.names[0] for o in photos.PHOTO_OBJECTS if o.held_out)
+
+
+def voc_palette() -> list[int]:
+    """PASCAL VOC's label colours (index bits spread over R, G, B from the high bit down), flat for PIL."""
+    palette = []
+    for index in range(256):
+        rgb, c = [0, 0, 0], index
+        for shift in range(7, -1, -1):
+            for channel in range(3):
+                rgb[channel] |= ((c >> channel) & 1) << shift
+            c >>= 3
+        palette += rgb
+    return palette
+
+
+def _save_label_png(labels: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(labels.astype(np.uint8), mode="P")
+    image.putpalette(voc_palette())
+    image.save(path, format="PNG")
+
+
+def build_mosaic(out: Path, seed: int, test: fm.FashionMNIST, pool: dict[int, np.ndarray],
+                 sizes: MosaicSizes = MosaicSizes(), home: str | None = None) -> Iterator[int]:
+    """Write mosaic/VOCdevkit/VOC2012 with held-out products and photo objects; yields per image."""
+    root = out / "VOCdevkit" / "VOC2012"
+    classes = mosaic_classes()
+    index = {name: i + 1 for i, name in enumerate(classes)}
+    held = [o for o in photos.PHOTO_OBJECTS if o.held_out]
+    ids, sources = [], {}
+    for i in range(sizes.images):
+        rng = np.random.default_rng([seed, 404, i])
+        style = str(rng.choice(["black", "texture", "photo"], p=[0.4, 0.35, 0.25]))
+        with_photo = rng.random() < sizes.photo_share
+        keys = [o.key for o in held]
+        photo = [photo_item(str(rng.choice(keys)))] if with_photo else []
+        used = {p.category for p in photo}
+        background, name = make_background(rng, style, tuple(k for k in keys if k not in used), home)
+        count = int(rng.choice([1, 2, 3], p=[0.35, 0.4, 0.25])) - len(photo)
+        products = fashion_items(rng, test, pool, count) if count > 0 else []
+        items = photo + products
+        top = {1: 190, 2: 140, 3: 115}[len(items)]
+        scene = compose(background, name, items, [int(rng.integers(90, top + 1)) for _ in items], rng,
+                        "scatter", home)
+        if scene is None:
+            raise RuntimeError(f"could not place the items of mosaic image {i}")
+        image_id = f"offline_{i:05d}"
+        class_mask = np.zeros((CANVAS, CANVAS), np.uint8)
+        object_mask = np.zeros((CANVAS, CANVAS), np.uint8)
+        for k, placed in enumerate(scene.placed):
+            label = photos.OBJECTS_BY_KEY[placed.item.category].names[0] if placed.item.source == "photo" \
+                else placed.item.category
+            class_mask[placed.mask] = index[label]
+            object_mask[placed.mask] = k + 1
+        jpeg = root / "JPEGImages" / f"{image_id}.jpg"
+        jpeg.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(scene.image).save(jpeg, format="JPEG", quality=95)
+        _save_label_png(class_mask, root / "SegmentationClass" / f"{image_id}.png")
+        _save_label_png(object_mask, root / "SegmentationObject" / f"{image_id}.png")
+        ids.append(image_id)
+        sources[image_id] = {"background": scene.background_name, "items": [p.item.key for p in scene.placed]}
+        yield 1
+    listing = root / "ImageSets" / "Segmentation" / "val.txt"
+    listing.parent.mkdir(parents=True, exist_ok=True)
+    listing.write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+    (root / "classes.txt").write_text("".join(f"{c}\n" for c in classes), encoding="utf-8")
     _write_json(sources, out / "sources.json")

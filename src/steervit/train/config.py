@@ -28,6 +28,9 @@ class ModelSection:
     text_encoder: str = DEFAULT_TEXT_ENCODER  # Hugging Face id or a local folder (offline)
     backbone_weights: Optional[str] = None  # local trunk state dict (offline); else timm's pretrained weights
     pretrained_trunk: Optional[bool] = None  # None: pretrained unless backbone_weights is given; false: random
+    # Start from the adapter of a saved model folder (or a bundled model's name) instead of fresh
+    # initialisation: fine-tuning, or a second stage of a run. It must be the same variant.
+    init_adapter: Optional[str] = None
     # A list of block indices, or a placement preset (every_other | early | middle | late); None: every
     # other block from 1. `Any` because OmegaConf cannot type a list-or-string field; checked in check_config.
     cross_attn_layers: Any = None

@@ -80,7 +80,22 @@ def build_model(cfg: DictConfig, *, text_encoder: bool = True, text_dim: int | N
                      text_encoder=None if text_encoder else False)
     if m.backbone_weights:
         model.config.trunk_weights_sha256 = sha256_file(m.backbone_weights)
+    if m.get("init_adapter"):
+        model.load_adapter(resolve_adapter_dir(m.init_adapter))
     return model
+
+
+def resolve_adapter_dir(name_or_dir: str) -> Path:
+    """A saved model folder, or the folder of a bundled model named in the registry."""
+    from ..pretrained import BUNDLED_DIR
+
+    path = Path(name_or_dir).expanduser()
+    if (path / "config.json").is_file():
+        return path
+    if (BUNDLED_DIR / str(name_or_dir) / "config.json").is_file():
+        return BUNDLED_DIR / str(name_or_dir)
+    raise FileNotFoundError(f"model.init_adapter={name_or_dir}: neither a saved model folder (config.json + "
+                            "model.safetensors) nor a bundled model name")
 
 
 def seed_everything(seed: int) -> None:
