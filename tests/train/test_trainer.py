@@ -212,3 +212,24 @@ def test_learns_a_text_conditioned_task(tmp_path):
     val = [r for r in read_metrics(tmp_path / "run") if r["split"] == "val"][-1]
     assert val["pmass"] > 0.9 and val["loss"] < 1.6, val
     assert min(val[f"pmass/{side}"] for side in sides) > 0.8, val
+
+
+def test_init_adapter_starts_from_a_saved_model(tmp_path, manifest):
+    """`model.init_adapter` (a second stage, or fine-tuning) loads a saved adapter before step 1."""
+    from steervit.train import build_model
+
+    first = tmp_path / "first"
+    trainer = Trainer(tiny_config(manifest, first, "train.train_iters=2"))
+    trainer.fit()
+    saved = adapter(trainer.model)
+    fresh = build_model(tiny_config(manifest, tmp_path / "x"))
+    assert any(not torch.equal(saved[k], v) for k, v in fresh.adapter_state_dict().items())
+    started = build_model(tiny_config(manifest, tmp_path / "y", f"model.init_adapter={first / 'final_model'}"))
+    for k, v in started.adapter_state_dict().items():
+        torch.testing.assert_close(v, saved[k], rtol=0, atol=0)
+
+    with pytest.raises(FileNotFoundError, match="neither a saved model folder"):
+        build_model(tiny_config(manifest, tmp_path / "z", f"model.init_adapter={tmp_path / 'nothing'}"))
+    with pytest.raises(ValueError, match="another model variant"):
+        build_model(tiny_config(manifest, tmp_path / "w", "model.connector=linear",
+                                f"model.init_adapter={first / 'final_model'}"))
