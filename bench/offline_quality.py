@@ -3,7 +3,9 @@
     .venv/bin/python bench/offline_quality.py --data OFFLINE_DIR [--model NAME] [--out FILE.json]
 
 OFFLINE_DIR is what `steervit data build-offline` writes. Reported, per test source:
-- head heatmap: softmax mass on the referred object (`pmass`), steered vs plain;
+- head heatmap: softmax mass on the referred object (`pmass`: on the patches holding part of it, as in
+  training's validation), and the stricter pixel-weighted mass (a patch half inside counts half),
+  steered vs plain;
 - attention steering: MOSAIC-style PR-AUC of the last block's CLS attention against the referred
   object's patch mask, steered vs plain (percent);
 - CORE-style P@1 on OFFLINE_DIR/core (one prompt for the whole scene gallery, same base excluded).
@@ -27,7 +29,7 @@ from steervit.data.records import decode_mask
 from steervit.evaluation import core
 from steervit.evaluation.datasets import read_core
 from steervit.evaluation.metrics import average_precision, patch_grid_mask
-from steervit.losses import probability_mass
+from steervit.losses import pixel_probability_mass, probability_mass
 from steervit.pretrained import DEFAULT_MODEL
 
 
@@ -63,8 +65,10 @@ def head_and_attention(model: SteerViT, records, batch_size: int) -> dict[str, d
             logits = model.segmentation_logits(images, prompts)
             attn = model.get_attention_heatmaps(images, prompts, interpolate=False)
             pmass = probability_mass(logits, masks, model.patch_size)
+            pixel = pixel_probability_mass(logits, masks, model.patch_size)
             for i, r in enumerate(chunk):
                 out[r.source][f"pmass_{mode}"].append(float(pmass[i]))
+                out[r.source][f"pmass_pixel_{mode}"].append(float(pixel[i]))
                 out[r.source][f"attn_prauc_{mode}"].append(100 * average_precision(attn[i].numpy(), labels[i]))
         model.set_gate_factor(1.0)
     return out
@@ -108,10 +112,12 @@ def main() -> None:
         model.set_gate_factor(1.0)
 
     print(f"model {args.model}")
-    print(f"{'source':<28}{'n':>5}{'pmass steered':>15}{'pmass plain':>13}{'attn PR-AUC st.':>17}{'plain':>8}")
+    print(f"{'source':<28}{'n':>5}{'pmass steered':>15}{'plain':>7}{'pixel pmass st.':>17}{'plain':>7}"
+          f"{'attn PR-AUC st.':>17}{'plain':>7}")
     for source, r in results["sources"].items():
-        print(f"{source:<28}{r['records']:>5}{r['pmass_steered']:>15.3f}{r['pmass_plain']:>13.3f}"
-              f"{r['attn_prauc_steered']:>17.1f}{r['attn_prauc_plain']:>8.1f}")
+        print(f"{source:<28}{r['records']:>5}{r['pmass_steered']:>15.3f}{r['pmass_plain']:>7.3f}"
+              f"{r['pmass_pixel_steered']:>17.3f}{r['pmass_pixel_plain']:>7.3f}"
+              f"{r['attn_prauc_steered']:>17.1f}{r['attn_prauc_plain']:>7.1f}")
     c = results["core_P@1"]
     print(f"CORE-style P@1: steered {c['steered']:.1f}, plain {c['plain']:.1f}, wrong prompt "
           f"{c['wrong_prompt']:.1f}, gate factor 0 {c.get('gate_factor_0', float('nan')):.1f} (chance 20)")
