@@ -166,3 +166,11 @@ def test_ablate_command_writes_the_table_and_reuses_finished_runs(manifest, tmp_
     # Another budget in the same folder is refused, not mixed in.
     assert main([*argv, "train.train_iters=3"]) == 2
     assert "other settings (train.train_iters)" in capsys.readouterr().err
+    # --pods-prompts limits PODS to some prompt kinds: training is reused, the evaluation redone.
+    assert main([*argv, "--variants", "steervit", "--pods-prompts", "name"]) == 0
+    said = capsys.readouterr().out
+    assert "steervit: reused (" in said and "reused run and evaluation" not in said
+    pods = json.loads((out / "ablation.json").read_text())["rows"][0]["details"]["pods"]
+    assert pods["granularity"] == "name" and set(pods["granularities"]) == {"name"}
+    assert main([*argv, "--pods-prompts", "colour"]) == 2
+    assert "not available" in capsys.readouterr().err

@@ -150,8 +150,9 @@ def load_trained(cfg: DictConfig, device="cpu"):
     return model.to(device).eval()
 
 
-def read_data(evals: dict[str, str]) -> dict[str, Any]:
-    """Each given benchmark's data, read once for the whole study."""
+def read_data(evals: dict[str, str], pods_prompts: Sequence[str] | None = None) -> dict[str, Any]:
+    """Each given benchmark's data, read once for the whole study; `pods_prompts` limits PODS to those
+    prompt kinds (each costs a full pass), default every kind the data allows."""
     from .evaluation import fgcls, pods
     from .evaluation.datasets import read_core, read_pods
 
@@ -160,7 +161,14 @@ def read_data(evals: dict[str, str]) -> dict[str, Any]:
         data["core"] = read_core(evals["core"], "test")
     if "pods" in evals:
         pods_data = read_pods(evals["pods"])
-        data["pods"] = (pods_data, pods.available(pods_data))
+        kinds = pods.available(pods_data)
+        if pods_prompts:
+            missing = [k for k in pods_prompts if k not in kinds]
+            if missing:
+                raise ValueError(f"PODS prompt kind(s) {missing} not available in {evals['pods']} "
+                                 f"(available: {', '.join(kinds)})")
+            kinds = [k for k in kinds if k in pods_prompts]
+        data["pods"] = (pods_data, kinds)
     if "fgcls" in evals:
         roots = fgcls.find_datasets(evals["fgcls"], {})
         data["fgcls"] = {name: fgcls.read_splits(name, root) for name, root in roots.items()}
@@ -207,7 +215,8 @@ def sweep_plot(path: Path, rows: list[dict], paper_curve: bool) -> Path:
 
 def run_study(base: str | Path, names: Sequence[str], *, overrides: Sequence[str] = (), out: str | Path = "runs/ablate",
               evals: dict[str, str] | None = None, gates: Sequence[float] = (), device: str = "auto",
-              batch_size: int = 32, workers: int = 0, say: Callable[[str], None] = print) -> dict[str, Any]:
+              batch_size: int = 32, workers: int = 0, pods_prompts: Sequence[str] | None = None,
+              say: Callable[[str], None] = print) -> dict[str, Any]:
     """Train (or reuse) and evaluate every variant, then write `<out>/ablation.{md,json}`; returns the table."""
     import torch
 
@@ -219,13 +228,14 @@ def run_study(base: str | Path, names: Sequence[str], *, overrides: Sequence[str
         check_config(cfg)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    data = read_data(evals)
+    data = read_data(evals, pods_prompts)
     rows = []
     for name, cfg in configs.items():
         run = Path(cfg.train.out_dir)
         status = train_variant(cfg)
         eval_file = run / "ablation.json"
-        wanted = {"evals": evals, "gates": [float(g) for g in gates]}
+        wanted = {"evals": evals, "gates": [float(g) for g in gates],
+                  "pods_prompts": list(data["pods"][1]) if "pods" in data else None}
         saved = json.loads(eval_file.read_text()) if eval_file.is_file() else {}
         if status == "reused" and {k: saved.get(k) for k in wanted} == wanted:
             results = saved["results"]

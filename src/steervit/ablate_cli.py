@@ -40,6 +40,9 @@ def register(commands) -> None:
     p.add_argument("--gates", type=gate_list, default=list(GATES), metavar="F,F,...",
                    help="gate factors of each variant's sweep, needs core (default: 0,0.2,0.4,0.6,0.8,1)")
     p.add_argument("--no-sweep", action="store_true", help="skip the gate-factor sweeps")
+    p.add_argument("--pods-prompts", type=lambda v: [k.strip() for k in v.split(",") if k.strip()],
+                   metavar="KIND,...", help="PODS prompt kinds to evaluate (supercategory, name, description; "
+                                            "default: all the data allows; the table uses description)")
     p.add_argument("--device", default="auto", help="evaluation device: auto (GPU when available), cpu, cuda, ...")
     p.add_argument("--batch-size", type=positive_int, default=32, metavar="N", help="evaluation batch (default: 32)")
     p.add_argument("--workers", type=int, default=0, metavar="N", help="image-loading processes (default: 0)")
@@ -59,7 +62,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     try:
         table = run_study(args.config, names, overrides=args.overrides, out=args.out, evals=evals,
                           gates=() if args.no_sweep else args.gates, device=args.device,
-                          batch_size=args.batch_size, workers=args.workers,
+                          batch_size=args.batch_size, workers=args.workers, pods_prompts=args.pods_prompts,
                           say=lambda line: print(f"steervit ablate: {line}", flush=True))
     except NonFiniteLossError as err:
         print(f"steervit: training stopped: {err}", file=sys.stderr)
