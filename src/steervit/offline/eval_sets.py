@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -308,7 +309,8 @@ def mosaic_classes() -> tuple[str, ...]:
     return tuple(c.nouns[0] for c in fm.CLASSES) + tuple(o.names[0] for o in photos.PHOTO_OBJECTS if o.held_out)
 
 
-def voc_palette() -> list[int]:
+@lru_cache(maxsize=1)
+def voc_palette() -> tuple[int, ...]:
     """PASCAL VOC's label colours (index bits spread over R, G, B from the high bit down), flat for PIL."""
     palette = []
     for index in range(256):
@@ -318,13 +320,13 @@ def voc_palette() -> list[int]:
                 rgb[channel] |= ((c >> channel) & 1) << shift
             c >>= 3
         palette += rgb
-    return palette
+    return tuple(palette)
 
 
 def _save_label_png(labels: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(labels.astype(np.uint8), mode="P")
-    image.putpalette(voc_palette())
+    image.putpalette(list(voc_palette()))
     image.save(path, format="PNG")
 
 
@@ -334,16 +336,15 @@ def build_mosaic(out: Path, seed: int, test: fm.FashionMNIST, pool: dict[int, np
     root = out / "VOCdevkit" / "VOC2012"
     classes = mosaic_classes()
     index = {name: i + 1 for i, name in enumerate(classes)}
-    held = [o for o in photos.PHOTO_OBJECTS if o.held_out]
+    held = [o.key for o in photos.PHOTO_OBJECTS if o.held_out]
     ids, sources = [], {}
     for i in range(sizes.images):
         rng = np.random.default_rng([seed, 404, i])
         style = str(rng.choice(["black", "texture", "photo"], p=[0.4, 0.35, 0.25]))
         with_photo = rng.random() < sizes.photo_share
-        keys = [o.key for o in held]
-        photo = [photo_item(str(rng.choice(keys)))] if with_photo else []
+        photo = [photo_item(str(rng.choice(held)))] if with_photo else []
         used = {p.category for p in photo}
-        background, name = make_background(rng, style, tuple(k for k in keys if k not in used), home)
+        background, name = make_background(rng, style, tuple(k for k in held if k not in used), home)
         count = int(rng.choice([1, 2, 3], p=[0.35, 0.4, 0.25])) - len(photo)
         products = fashion_items(rng, test, pool, count) if count > 0 else []
         items = photo + products
@@ -356,9 +357,7 @@ def build_mosaic(out: Path, seed: int, test: fm.FashionMNIST, pool: dict[int, np
         class_mask = np.zeros((CANVAS, CANVAS), np.uint8)
         object_mask = np.zeros((CANVAS, CANVAS), np.uint8)
         for k, placed in enumerate(scene.placed):
-            label = photos.OBJECTS_BY_KEY[placed.item.category].names[0] if placed.item.source == "photo" \
-                else placed.item.category
-            class_mask[placed.mask] = index[label]
+            class_mask[placed.mask] = index[placed.item.names[0]]  # as in mosaic_classes
             object_mask[placed.mask] = k + 1
         jpeg = root / "JPEGImages" / f"{image_id}.jpg"
         jpeg.parent.mkdir(parents=True, exist_ok=True)

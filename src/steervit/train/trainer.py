@@ -87,15 +87,16 @@ def build_model(cfg: DictConfig, *, text_encoder: bool = True, text_dim: int | N
 
 def resolve_adapter_dir(name_or_dir: str) -> Path:
     """A saved model folder, or the folder of a bundled model named in the registry."""
-    from ..pretrained import BUNDLED_DIR
+    from ..pretrained import bundled_adapter_dir
 
     path = Path(name_or_dir).expanduser()
     if (path / "config.json").is_file():
         return path
-    if (BUNDLED_DIR / str(name_or_dir) / "config.json").is_file():
-        return BUNDLED_DIR / str(name_or_dir)
-    raise FileNotFoundError(f"model.init_adapter={name_or_dir}: neither a saved model folder (config.json + "
-                            "model.safetensors) nor a bundled model name")
+    try:
+        return bundled_adapter_dir(str(name_or_dir))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"model.init_adapter={name_or_dir}: neither a saved model folder (config.json + "
+                                "model.safetensors) nor a bundled model name") from None
 
 
 def seed_everything(seed: int) -> None:
