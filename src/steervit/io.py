@@ -30,12 +30,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, _plain_file_mode())  # mkstemp makes 0600; the result should read like open()'s
     try:
         yield Path(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _plain_file_mode() -> int:
+    """The mode `open(path, "w")` would give a new file: 0666 less the process umask.
+
+    Linux reports the umask in /proc (read-only, so thread-safe); elsewhere it is set and restored."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def open_rgb(path: str | os.PathLike) -> Image.Image:

@@ -91,14 +91,23 @@ class TextEncoder(nn.Module):
         found = {p: self._cache[p] for p in prompts if p in self._cache}
         missing = [p for p in dict.fromkeys(prompts) if p not in found]
         if missing:
+            self.tokenize(missing)  # one warning for all over-long prompts
             device = next(self.model.parameters()).device
-            batch = {k: v.to(device) for k, v in self.tokenize(missing).items()}
-            states = self.model(**batch).last_hidden_state
-            for i, prompt in enumerate(missing):
-                found[prompt] = states[i, : int(batch["attention_mask"][i].sum())]
+            for prompt in missing:
+                found[prompt] = self._encode_alone(prompt, device)
         for prompt in dict.fromkeys(prompts):  # most recently used last
             self._remember(prompt, found[prompt])
         return pad_sequences([found[p] for p in prompts])
+
+    def _encode_alone(self, prompt: str, device: torch.device) -> torch.Tensor:
+        """One prompt in a batch of its own, unpadded: its states never depend on which other prompts
+        were encoded with it (padding changes the kernels' shapes and so the float rounding), so a
+        cached prompt is bitwise the same whatever batch first brought it, before and after a resume."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # truncation was reported once, in encode()
+            batch = self.tokenizer([prompt], truncation=True, max_length=self.max_length, return_tensors="pt")
+        batch = {k: v.to(device) for k, v in batch.items()}
+        return self.model(**batch).last_hidden_state[0]
 
     def _remember(self, prompt: str, states: torch.Tensor) -> None:
         if self.cache_size <= 0:

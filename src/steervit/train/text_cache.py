@@ -50,7 +50,7 @@ def build_text_cache(encoder, expressions: Sequence[str], out_dir: str | Path, *
     expressions = list(dict.fromkeys(e for e in expressions if e.strip()))
     if not expressions:
         raise ValueError("no expressions to cache")
-    # Similar lengths in a batch waste less padding; the order inside the cache does not matter.
+    # The encoder encodes each prompt on its own (batch-independent states); the order does not matter.
     order = sorted(expressions, key=len)
     # Every prompt is seen once: the encoder's LRU cache would only cost memory (restored at the end).
     saved_cache_size, encoder.cache_size = encoder.cache_size, 0
