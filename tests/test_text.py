@@ -36,3 +36,17 @@ def test_pad_sequences():
     out, mask = pad_sequences([torch.ones(2, 3), torch.ones(4, 3) * 2])
     assert out.shape == (2, 4, 3) and mask.tolist() == [[True, True, False, False], [True] * 4]
     assert out[0, 2:].abs().sum() == 0
+
+
+@torch.no_grad()
+def test_a_prompts_states_do_not_depend_on_its_batch(minilm):
+    """A prompt encoded alone, or beside a longer prompt (which pads it), gives bitwise the same
+    states: a text cache then holds the same values whatever batch first brought a prompt, so a
+    resumed run sees exactly what a straight run saw."""
+    minilm.clear_cache()
+    alone, _ = minilm.encode(["the red car"])
+    minilm.clear_cache()
+    padded, mask = minilm.encode(["a much longer prompt about a small black television remote", "the red car"])
+    minilm.clear_cache()
+    assert mask[1].sum() == alone.shape[1] < mask.shape[1]
+    assert torch.equal(padded[1, : alone.shape[1]], alone[0])

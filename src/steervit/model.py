@@ -252,6 +252,12 @@ class SteerViT(nn.Module):
             raise ValueError(f"image size {h}x{w} is not divisible by the patch size {self.patch_size}")
         if images.shape[0] == 0:
             raise ValueError("empty batch of images")
+        if not images.is_floating_point():
+            raise TypeError(f"images must be normalised floating-point tensors, got {images.dtype}: "
+                            "turn images into model input with model.get_transforms()")
+        if not bool(torch.isfinite(images).all()):
+            # A NaN or inf pixel would spread through attention to every token of its image.
+            raise ValueError("images contain NaN or infinite values; replace them (e.g. torch.nan_to_num) first")
         return images.to(self.device, self.dtype)
 
     def _grid(self, images: torch.Tensor) -> tuple[int, int]:
@@ -291,8 +297,13 @@ class SteerViT(nn.Module):
         images = self._check_images(images)
         b = images.shape[0]
         text = self._text(texts, b, cross)
-        if text is None:
-            return self._run_blocks(embed(self.trunk, images), 0, None, attn_layer)
+        if text is None or self._gate_factor == 0.0:
+            # Gate factor 0 makes every gate exactly 0: the output is the plain trunk's, so it runs
+            # the plain trunk's operations in the same order (no chunking, no shared prefix).
+            plain = self._run_blocks(embed(self.trunk, images), 0, None, attn_layer)
+            if text is None or not cross:
+                return plain
+            return plain[:, None].expand(b, len(text), *plain.shape[1:])
         start = self._first_steered_block()
         if attn_layer is not None:
             start = min(start, attn_layer)

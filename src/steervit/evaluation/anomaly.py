@@ -74,6 +74,8 @@ def anomaly_maps(model, samples: list[AnomalySample], prompts: list[str] | None,
     """(N, S, S) maps: per-prompt normalised head scores averaged over prompts, upsampled bilinearly."""
     size = model.image_size
     grid = (size // model.patch_size, size // model.patch_size)
+    if model.gate_factor == 0.0:
+        prompts = None  # every prompt gives the plain map exactly; averaging copies would only add rounding
     embedding = None if prompts is None else model.encode_text(prompts)
     maps = []
     for x in batches([ImageRef.file(s.image) for s in samples], square_transform(model), batch_size, workers, desc):
