@@ -119,10 +119,13 @@ class GatedCrossAttention(nn.Module):
         self.ff_gate = make_gate(gate) if use_ffn else None
         self.gate_factor = 1.0
 
-    def forward(self, x: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
-        if self.gate_factor == 0.0:  # every gate kind is exactly 0 here: skip the work, return x exactly
+    def forward(self, x: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
+                gate_factor: float | None = None) -> torch.Tensor:
+        """`gate_factor` for this call only; None uses the layer's own (`self.gate_factor`)."""
+        factor = self.gate_factor if gate_factor is None else gate_factor
+        if factor == 0.0:  # every gate kind is exactly 0 here: skip the work, return x exactly
             return x
-        x = x + gate_value(self.gate_kind, self.attn_gate, self.gate_factor) * self.cross_attn(x, text, text_mask)
+        x = x + gate_value(self.gate_kind, self.attn_gate, factor) * self.cross_attn(x, text, text_mask)
         if self.ff is not None:
-            x = x + gate_value(self.gate_kind, self.ff_gate, self.gate_factor) * self.ff(x)
+            x = x + gate_value(self.gate_kind, self.ff_gate, factor) * self.ff(x)
         return x

@@ -125,16 +125,8 @@ class SteeredVisionExport(nn.Module):
             if text_tokens is None or text_mask is None:
                 raise ValueError("this export takes the text as input: pass text_tokens and text_mask")
             tokens, bias = text_tokens, mask_bias(text_mask, text_tokens.dtype)
-        layers = model.cross_attn_layers
-        early = model.config.fusion == "early"
-        x = self._embed(images)
-        for i, block in enumerate(model.trunk.blocks):
-            if early and str(i) in layers:
-                x = _gated(layers[str(i)], x, tokens, bias)
-            x = block(x)
-        if not early:
-            for layer in layers.values():
-                x = _gated(layer, x, tokens, bias)
+        # The model's own block loop; only the cross-attention step is the export-friendly form.
+        x = model.run_blocks(self._embed(images), lambda layer, h: _gated(layer, h, tokens, bias))
         x = model.trunk.norm(x)
         patches = x[:, model.num_prefix_tokens:]
         pooled = x[:, 0] if model.config.pooling == "cls" else patches.mean(1)

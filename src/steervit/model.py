@@ -11,8 +11,9 @@ prompt is applied to every image in one batched pass, giving outputs shaped (B, 
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 import torch
 import torch.utils.checkpoint
@@ -26,7 +27,16 @@ from .text import TextEmbedding, TextEncoder
 from .trunk import create_trunk, embed, self_attention_probs
 
 Texts = Union[None, Sequence[str], TextEmbedding]
+Steer = Callable[[GatedCrossAttention, torch.Tensor], torch.Tensor]  # applies one cross-attention layer
 DEFAULT_CHUNK = 64  # image-prompt pairs per pass in cross mode
+
+
+def check_gate_factor(factor: float) -> float:
+    """A gate factor is a finite number >= 0 (NaN or inf would turn every steered output into NaN)."""
+    factor = float(factor)
+    if not (math.isfinite(factor) and factor >= 0.0):
+        raise ValueError(f"gate factor must be a finite number >= 0, got {factor}")
+    return factor
 
 
 class SteerViT(nn.Module):
@@ -74,6 +84,12 @@ class SteerViT(nn.Module):
         })
         if not self.cross_attn_layers:
             raise ValueError(f"no cross-attention layer fits a trunk of {len(self.trunk.blocks)} blocks")
+        # Insertion points, resolved once: block index -> the layer run just before that block (early
+        # fusion), or the layers run in order after the last block (late fusion).
+        layers = list(self.cross_attn_layers.values())
+        self.early_layers: dict[int, GatedCrossAttention] = (
+            dict(zip(config.cross_attn_layers, layers)) if config.fusion == "early" else {})
+        self.late_layers: list[GatedCrossAttention] = layers if config.fusion == "late" else []
         self.seg_head = nn.Linear(width, 1)
         nn.init.zeros_(self.seg_head.weight)
         nn.init.zeros_(self.seg_head.bias)
@@ -169,11 +185,11 @@ class SteerViT(nn.Module):
     def set_gate_factor(self, factor: float) -> None:
         """Scale every raw gate by `factor`: effective gate `tanh(factor * g)`; 0 = plain trunk.
 
-        The stored parameters are untouched, so saving after this still writes the trained gates.
+        This is the model's default; every feature method also takes `gate_factor=` for one call,
+        which is what the library itself uses (no state to set and restore). The stored parameters
+        are untouched, so saving after this still writes the trained gates.
         """
-        factor = float(factor)
-        if not factor >= 0.0:
-            raise ValueError(f"gate factor must be >= 0, got {factor}")
+        factor = check_gate_factor(factor)
         self._gate_factor = factor
         for layer in self.cross_attn_layers.values():
             layer.gate_factor = factor
@@ -263,69 +279,144 @@ class SteerViT(nn.Module):
     def _grid(self, images: torch.Tensor) -> tuple[int, int]:
         return images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size
 
-    def _run_blocks(
-        self, x: torch.Tensor, start: int, text: TextEmbedding | None, attn_layer: int | None = None
-    ) -> torch.Tensor:
-        """Run trunk blocks from `start` (CA first where a block has one); returns final-normed tokens,
-        or, when `attn_layer` is given, that block's CLS->all attention probabilities (B, heads, N)."""
-        early = self.config.fusion == "early"
-        for i in range(start, len(self.trunk.blocks)):
-            block = self.trunk.blocks[i]
-            if early and text is not None and str(i) in self.cross_attn_layers:
-                x = self.cross_attn_layers[str(i)](x, text.tokens, text.mask)
-            if i == attn_layer:
-                return self_attention_probs(block, x)[:, :, 0]
-            if self.grad_checkpointing and torch.is_grad_enabled() and x.requires_grad:
-                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
-        if not early and text is not None:
-            for layer in self.cross_attn_layers.values():
-                x = layer(x, text.tokens, text.mask)
-        return self.trunk.norm(x)
+    # ----------------------------------------------------------------------------- the block loop
+    def _block(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Trunk block `i`; recomputed in the backward pass when gradient checkpointing is on."""
+        block = self.trunk.blocks[i]
+        if self.grad_checkpointing and torch.is_grad_enabled() and x.requires_grad:
+            return torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+        return block(x)
+
+    def run_blocks(self, x: torch.Tensor, steer: Steer | None, *, start: int = 0, stop: int | None = None,
+                   states: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """The one block loop: trunk blocks `start`..`stop`-1 on tokens `x`, each early-fusion
+        cross-attention layer applied just before its block and the late-fusion layers after the last
+        block (when `stop` is the depth). `steer(layer, x)` applies one layer (None: the plain trunk);
+        `states`, if given, collects the tokens after every block run. Returns the tokens, not normed.
+
+        `forward`, `forward_intermediates`, attention read-outs and the ONNX export all go through here.
+        """
+        depth = len(self.trunk.blocks)
+        stop = depth if stop is None else stop
+        for i in range(start, stop):
+            if steer is not None and i in self.early_layers:
+                x = steer(self.early_layers[i], x)
+            x = self._block(i, x)
+            if states is not None:
+                states.append(x)
+        if steer is not None and stop == depth:
+            for layer in self.late_layers:
+                x = steer(layer, x)
+        return x
+
+    def insertion_points(self) -> list[tuple[str, GatedCrossAttention]]:
+        """Where each cross-attention layer runs, named one way: "before block i" (early fusion) or
+        "after the trunk, j of k" (late fusion)."""
+        k = len(self.late_layers)
+        return ([(f"before block {i}", layer) for i, layer in self.early_layers.items()]
+                + [(f"after the trunk, {j + 1} of {k}", layer) for j, layer in enumerate(self.late_layers)])
 
     def _first_steered_block(self) -> int:
         """Blocks before this one do not depend on the prompt (all of them with late fusion)."""
-        if self.config.fusion == "late":
-            return len(self.trunk.blocks)
-        return min(int(i) for i in self.cross_attn_layers)
+        return min(self.early_layers, default=len(self.trunk.blocks))
+
+    @staticmethod
+    def _steer_with(text: TextEmbedding, gate_factor: float) -> Steer:
+        return lambda layer, x: layer(x, text.tokens, text.mask, gate_factor)
+
+    def _factor(self, gate_factor: float | None) -> float:
+        return self._gate_factor if gate_factor is None else check_gate_factor(gate_factor)
+
+    def _tail(self, x: torch.Tensor, text: TextEmbedding | None, start: int, attn_layer: int | None,
+              gate_factor: float = 1.0) -> torch.Tensor:
+        """From block `start` on: final-normed tokens, or, with `attn_layer`, that block's CLS->all
+        self-attention probabilities (B, heads, N), read from its input after its cross-attention."""
+        steer = None if text is None else self._steer_with(text, gate_factor)
+        if attn_layer is None:
+            return self.trunk.norm(self.run_blocks(x, steer, start=start))
+        x = self.run_blocks(x, steer, start=start, stop=attn_layer)
+        if steer is not None and attn_layer in self.early_layers:
+            x = steer(self.early_layers[attn_layer], x)
+        return self_attention_probs(self.trunk.blocks[attn_layer], x)[:, :, 0]
 
     def _pairs(self, images: torch.Tensor, texts: Texts, cross: bool, chunk_size: int | None,
-               attn_layer: int | None = None) -> torch.Tensor:
+               attn_layer: int | None = None, gate_factor: float | None = None) -> torch.Tensor:
         """Tokens (or attention) for each image with its text; in cross mode for every (image, prompt)
         pair, shaped (B, P, ...). The prompt-independent blocks run once per image."""
+        factor = self._factor(gate_factor)
         images = self._check_images(images)
         b = images.shape[0]
         text = self._text(texts, b, cross)
-        if text is None or self._gate_factor == 0.0:
+        if text is None or factor == 0.0:
             # Gate factor 0 makes every gate exactly 0: the output is the plain trunk's, so it runs
             # the plain trunk's operations in the same order (no chunking, no shared prefix).
-            plain = self._run_blocks(embed(self.trunk, images), 0, None, attn_layer)
+            plain = self._tail(embed(self.trunk, images), None, 0, attn_layer)
             if text is None or not cross:
                 return plain
             return plain[:, None].expand(b, len(text), *plain.shape[1:])
         start = self._first_steered_block()
         if attn_layer is not None:
             start = min(start, attn_layer)
-        x = embed(self.trunk, images)
-        for i in range(start):
-            x = self.trunk.blocks[i](x)
+        x = self.run_blocks(embed(self.trunk, images), None, stop=start)
         if not cross:
-            return self._run_blocks(x, start, text, attn_layer)
+            return self._tail(x, text, start, attn_layer, factor)
         p = len(text)
         chunk = max(1, chunk_size or DEFAULT_CHUNK)
         outs = []
         for lo in range(0, b * p, chunk):
             idx = torch.arange(lo, min(lo + chunk, b * p), device=x.device)
             sub = TextEmbedding(text.tokens[idx % p], text.mask[idx % p], ["" for _ in idx])
-            outs.append(self._run_blocks(x[idx // p], start, sub, attn_layer))
+            outs.append(self._tail(x[idx // p], sub, start, attn_layer, factor))
         out = torch.cat(outs)
         return out.view(b, p, *out.shape[1:])
 
+    def forward_intermediates(self, images: torch.Tensor, texts: Texts = None, *,
+                              indices: int | Sequence[int] | None = None, norm: bool = False,
+                              gate_factor: float | None = None, return_final: bool = False):
+        """Token states (B, 1+N, D) after trunk blocks, cross-attention applied exactly where `forward`
+        applies it: early fusion steers the blocks that follow each layer; late fusion steers only
+        after the trunk, so every block's state equals the plain trunk's.
+
+        `indices`: None = every block, an int n = the last n blocks, or a list of block indices
+        (negative counts from the end). `norm` applies the trunk's final norm to each state, as timm's
+        `forward_intermediates(norm=True)` does. `return_final` also returns `forward`'s output from
+        the same pass: `(final, states)`.
+        """
+        factor = self._factor(gate_factor)
+        images = self._check_images(images)
+        text = self._text(texts, images.shape[0], cross=False)
+        if factor == 0.0:
+            text = None
+        depth = len(self.trunk.blocks)
+        if indices is None:
+            wanted = list(range(depth))
+        elif isinstance(indices, int):
+            if not 0 < indices <= depth:
+                raise ValueError(f"indices={indices}: ask for the last 1..{depth} blocks")
+            wanted = list(range(depth - indices, depth))
+        else:
+            wanted = [int(i) for i in indices]
+            bad = [i for i in wanted if not -depth <= i < depth]
+            if bad:
+                raise ValueError(f"block indices {bad} out of range for a trunk of {depth} blocks")
+            wanted = [i % depth for i in wanted]
+        states: list[torch.Tensor] = []
+        steer = None if text is None else self._steer_with(text, factor)
+        # Only the early layers touch block states; the late ones (after the trunk) do not.
+        stop = len(self.trunk.blocks) if return_final else max(wanted) + 1
+        x = self.run_blocks(embed(self.trunk, images), steer, stop=stop, states=states)
+        out = [states[i] for i in wanted]
+        if norm:
+            out = [self.trunk.norm(s) for s in out]
+        return (self.trunk.norm(x), out) if return_final else out
+
     def forward(self, images: torch.Tensor, texts: Texts = None, *, return_logits: bool = False,
-                cross: bool = False, chunk_size: int | None = None):
-        """All tokens after the final norm (B, 1+N, D); with `return_logits` also the head's (B, N) logits."""
-        tokens = self._pairs(images, texts, cross, chunk_size)
+                cross: bool = False, chunk_size: int | None = None, gate_factor: float | None = None):
+        """All tokens after the final norm (B, 1+N, D); with `return_logits` also the head's (B, N) logits.
+
+        Every feature method takes `cross` (every prompt on every image: outputs (B, P, ...)),
+        `chunk_size` (image-prompt pairs per pass in cross mode) and `gate_factor` (this call only)."""
+        tokens = self._pairs(images, texts, cross, chunk_size, gate_factor=gate_factor)
         if not return_logits:
             return tokens
         return tokens, self.seg_head(tokens[..., self.num_prefix_tokens:, :]).squeeze(-1)
@@ -336,30 +427,31 @@ class SteerViT(nn.Module):
         return tokens[..., self.num_prefix_tokens:, :].mean(-2)
 
     def get_global_features(self, images: torch.Tensor, texts: Texts = None, *, cross: bool = False,
-                            chunk_size: int | None = None) -> torch.Tensor:
+                            chunk_size: int | None = None, gate_factor: float | None = None) -> torch.Tensor:
         """Global feature (B, D), or (B, P, D) with cross=True: CLS token or mean of patch tokens."""
-        return self._pool(self._pairs(images, texts, cross, chunk_size))
+        return self._pool(self._pairs(images, texts, cross, chunk_size, gate_factor=gate_factor))
 
     def get_global_and_dense_features(self, images: torch.Tensor, texts: Texts = None, *, cross: bool = False,
-                                      chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                                      chunk_size: int | None = None, gate_factor: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Both features from one pass: (B, D) and (B, N, D) (with cross=True: (B, P, D), (B, P, N, D))."""
-        tokens = self._pairs(images, texts, cross, chunk_size)
+        tokens = self._pairs(images, texts, cross, chunk_size, gate_factor=gate_factor)
         return self._pool(tokens), tokens[..., self.num_prefix_tokens:, :]
 
     def get_dense_features(self, images: torch.Tensor, texts: Texts = None, *, cross: bool = False,
-                           chunk_size: int | None = None) -> torch.Tensor:
+                           chunk_size: int | None = None, gate_factor: float | None = None) -> torch.Tensor:
         """Patch tokens without prefix tokens: (B, N, D), or (B, P, N, D) with cross=True."""
-        return self._pairs(images, texts, cross, chunk_size)[..., self.num_prefix_tokens:, :]
+        return self._pairs(images, texts, cross, chunk_size, gate_factor=gate_factor)[..., self.num_prefix_tokens:, :]
 
     def segmentation_logits(self, images: torch.Tensor, texts: Texts, *, cross: bool = False,
-                            chunk_size: int | None = None) -> torch.Tensor:
+                            chunk_size: int | None = None, gate_factor: float | None = None) -> torch.Tensor:
         """The head's per-patch logits (B, N), or (B, P, N) with cross=True."""
-        return self.forward(images, texts, return_logits=True, cross=cross, chunk_size=chunk_size)[1]
+        return self.forward(images, texts, return_logits=True, cross=cross, chunk_size=chunk_size,
+                            gate_factor=gate_factor)[1]
 
     def get_heatmaps(self, images: torch.Tensor, texts: Texts, *, cross: bool = False,
-                     chunk_size: int | None = None) -> torch.Tensor:
+                     chunk_size: int | None = None, gate_factor: float | None = None) -> torch.Tensor:
         """Softmax over patches, on the grid, bilinear to the input size: (B, 1, H, W) or (B, P, 1, H, W)."""
-        logits = self.segmentation_logits(images, texts, cross=cross, chunk_size=chunk_size)
+        logits = self.segmentation_logits(images, texts, cross=cross, chunk_size=chunk_size, gate_factor=gate_factor)
         grid = self._grid(images)
         probs = logits.float().softmax(-1).reshape(*logits.shape[:-1], *grid)
         return hm.upsample(probs, tuple(images.shape[-2:])).unsqueeze(-3)
@@ -367,7 +459,7 @@ class SteerViT(nn.Module):
     def get_attention_heatmaps(self, images: torch.Tensor, texts: Texts = None, layer: int = -1,
                                head_pooling: str = "mean", remove_sinks: bool = True,
                                interpolate: bool = True, *, cross: bool = False,
-                               chunk_size: int | None = None) -> torch.Tensor:
+                               chunk_size: int | None = None, gate_factor: float | None = None) -> torch.Tensor:
         """CLS->patch self-attention of block `layer`, pooled over heads, sinks suppressed, min-max
         normalised, upsampled: (B, H, W), or (B, P, H, W) with cross=True."""
         depth = len(self.trunk.blocks)
@@ -375,7 +467,7 @@ class SteerViT(nn.Module):
             raise ValueError(f"layer {layer} out of range for a trunk of {depth} blocks")
         if head_pooling not in hm.HEAD_POOLINGS:
             raise ValueError(f"head_pooling must be one of {hm.HEAD_POOLINGS}, got {head_pooling!r}")
-        cls_attn = self._pairs(images, texts, cross, chunk_size, attn_layer=layer % depth)
+        cls_attn = self._pairs(images, texts, cross, chunk_size, attn_layer=layer % depth, gate_factor=gate_factor)
         cls_attn = cls_attn[..., self.num_prefix_tokens:]
         lead = cls_attn.shape[:-2]
         maps = hm.attention_heatmaps(

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import numpy as np
 import torch
 from PIL import Image
 
@@ -50,14 +51,14 @@ def test_gate_sweep_core_only(core_data, tmp_path, capsys):
 
 # ------------------------------------------------------------------------------------------ divergence
 def test_block_outputs_reproduce_the_model(golden_model):
-    """The block-by-block run from public pieces ends exactly where the model's forward does."""
+    """The block-by-block run is the model's own block loop: it ends exactly where forward does."""
     x = torch.randn(2, 3, 160, 160, generator=torch.Generator().manual_seed(0))
     text = golden_model.encode_text(["the red car", "a dog"])
     with torch.no_grad():
         steered = analysis.block_outputs(golden_model, x, text)
         plain = analysis.block_outputs(golden_model, x, None)
-        assert torch.allclose(steered[-1], golden_model(x, ["the red car", "a dog"]), atol=1e-5)
-        assert torch.allclose(plain[-1], golden_model(x), atol=1e-5)
+        assert torch.equal(steered[-1], golden_model(x, text))
+        assert torch.equal(plain[-1], golden_model(x))
     assert len(steered) == len(golden_model.trunk.blocks) + 1
     first = min(int(i) for i in golden_model.cross_attn_layers)
     for i in range(first):
@@ -119,3 +120,29 @@ def test_projection_fallback_and_nn_accuracy():
     assert used == "pca" and coords.shape == (4, 2)
     assert analysis.nn_accuracy(feats, [0, 0, 1, 1]) == 100.0
     assert analysis.nn_accuracy(feats, [0, 0, 0, 0]) is None
+
+
+def test_late_fusion_divergence_is_zero_in_the_trunk_and_matches_forward(tmp_path):
+    """Late fusion steers after the last block: every block's divergence is 0, the output's is not,
+    and the last entry is the model's own forward (an old copy of the loop ran late layers first)."""
+    from PIL import Image
+
+    from support import make_tiny_model
+    from steervit.evaluation.features import ImageRef
+
+    model = make_tiny_model(fusion="late")
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    text = model.encode_text(["the red car", "a dog"])
+    with torch.no_grad():
+        steered = analysis.block_outputs(model, x, text)
+        assert torch.equal(steered[-1], model(x, text))
+    refs = []
+    for i in range(2):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray((np.random.default_rng(i).random((64, 64, 3)) * 255).astype(np.uint8)).save(path)
+        refs.append(ImageRef.file(path))
+    result = analysis.divergence(model, refs, ["the red car", "a dog"], batch_size=2)
+    # identical tokens: 1 - cosine is 0 up to float64 rounding of the cosine itself
+    assert len(result["cls"]) == len(model.trunk.blocks)
+    assert max(map(abs, result["cls"] + result["patches"])) < 1e-12
+    assert result["final_norm"]["cls"] > 1e-4

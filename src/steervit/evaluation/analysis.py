@@ -1,10 +1,11 @@
 """Analyses of what steering changes: layer-wise divergence and 2-D maps of global features.
 
-Divergence (reference §5, ablations): the trunk is run block by block from the model's public pieces
-(`trunk.embed`, `trunk.blocks`, `cross_attn_layers`, `trunk.norm`), once with the prompt and once
-without; after every block, 1 - cosine between the steered and the plain token, for the CLS token and
-averaged over patch tokens, then averaged over images. Blocks before the first cross-attention layer
-are 0 (up to float64 rounding). Values are fractions, as in the paper (0.27 at block 9, 0.39 at block 10 for DINOv2).
+Divergence (reference §5, ablations): `SteerViT.forward_intermediates` gives the tokens after every
+block, once with the prompt and once without; after every block (and for the model's output),
+1 - cosine between the steered and the plain token, for the CLS token and averaged over patch tokens,
+then averaged over images. Blocks before the first cross-attention layer are 0 (up to float64
+rounding); with late fusion every block is 0 and only the output differs. Values are fractions, as
+in the paper (0.27 at block 9, 0.39 at block 10 for DINOv2).
 
 Embedding map: global features of an image set, plain and under each prompt, each projected to 2-D
 on its own (UMAP when installed, else PCA of the L2-normalised features), one PNG per panel, coloured
@@ -28,22 +29,11 @@ PAPER = {"DINOv2 SteerViT divergence": {"block 9": 0.27, "block 10": 0.39}}
 # ------------------------------------------------------------------------------------ divergence
 @torch.no_grad()
 def block_outputs(model, images: torch.Tensor, text) -> list[torch.Tensor]:
-    """Tokens after every block (cross-attention first where a block has one), then after the final norm.
-
-    The same order of operations as the model's own forward; `text` is a TextEmbedding with one
-    prompt per image, or None for the plain trunk.
-    """
-    from ..trunk import embed
-
-    x = embed(model.trunk, images.to(model.device, model.dtype))
-    outputs = []
-    for i, block in enumerate(model.trunk.blocks):
-        if text is not None and str(i) in model.cross_attn_layers:
-            x = model.cross_attn_layers[str(i)](x, text.tokens, text.mask)
-        x = block(x)
-        outputs.append(x)
-    outputs.append(model.trunk.norm(x))
-    return outputs
+    """Tokens after every trunk block, then the model's output (after late fusion, if any, and the
+    final norm), from one `forward_intermediates` pass: cross-attention runs exactly where `forward`
+    runs it. `text` is a TextEmbedding with one prompt per image, or None for the plain trunk."""
+    final, states = model.forward_intermediates(images, text, return_final=True)
+    return [*states, final]
 
 
 def one_minus_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
