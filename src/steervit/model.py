@@ -24,6 +24,7 @@ from .config import SteerViTConfig
 from .connector import Connector
 from .cross_attention import GatedCrossAttention
 from .text import TextEmbedding, TextEncoder
+from .transforms import Preprocessing
 from .trunk import create_trunk, embed, self_attention_probs
 
 Texts = Union[None, Sequence[str], TextEmbedding]
@@ -477,22 +478,23 @@ class SteerViT(nn.Module):
         return maps.view(*lead, *maps.shape[1:])
 
     # ----------------------------------------------------------------------------- pre-processing
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The one source of input size, normalisation and resize policy (the trunk's, at our size)."""
+        return Preprocessing.from_trunk(self.trunk, self.image_size)
+
     def get_transforms(self, image_size: int | None = None, crop: bool = True):
         """timm's eval transform for the trunk, at the model's resolution (PIL image -> normalised tensor).
 
         Grey, RGBA and palette images are converted to RGB first. `crop=False` resizes the whole
         image to S x S (no centre crop), so masks can be resized alongside.
         """
-        from .transforms import create_transforms
-
-        return create_transforms(self.trunk, image_size or self.image_size, crop)
+        return self.preprocessing.with_size(image_size or self.image_size).transform(crop)
 
     @property
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """(mean, std) of the trunk's input normalisation."""
-        from .transforms import normalization
-
-        return normalization(self.trunk)
+        return self.preprocessing.mean, self.preprocessing.std
 
     # ----------------------------------------------------------------------------- persistence
     @classmethod
