@@ -84,3 +84,14 @@ def test_insertion_points_are_named_one_way():
     assert [name for name, _ in early.insertion_points()] == [f"before block {i}" for i in early.config.cross_attn_layers]
     k = len(late.late_layers)
     assert [name for name, _ in late.insertion_points()] == [f"after the trunk, {j} of {k}" for j in range(1, k + 1)]
+
+
+def test_using_gate_factor_restores_the_default_also_on_error(images64):
+    model = make_tiny_model()
+    model.set_gate_factor(0.7)
+    with model.using_gate_factor(0.0):
+        assert model.gate_factor == 0.0
+    assert model.gate_factor == 0.7
+    with pytest.raises(RuntimeError), model.using_gate_factor(0.2):
+        raise RuntimeError("inside")
+    assert model.gate_factor == 0.7 and all(layer.gate_factor == 0.7 for _, layer in model.insertion_points())

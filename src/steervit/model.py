@@ -10,10 +10,11 @@ prompt is applied to every image in one batched pass, giving outputs shaped (B, 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from pathlib import Path
-from typing import Callable, Sequence, Union
+from typing import Callable, Iterator, Sequence, Union
 
 import torch
 import torch.utils.checkpoint
@@ -194,6 +195,18 @@ class SteerViT(nn.Module):
         self._gate_factor = factor
         for layer in self.cross_attn_layers.values():
             layer.gate_factor = factor
+
+    @contextlib.contextmanager
+    def using_gate_factor(self, factor: float) -> Iterator["SteerViT"]:
+        """`with model.using_gate_factor(f):` every call inside runs at gate factor `f`; the previous
+        default comes back afterwards, also on error. For code that calls other code (a benchmark);
+        a single call can pass `gate_factor=` instead."""
+        previous = self._gate_factor
+        self.set_gate_factor(factor)
+        try:
+            yield self
+        finally:
+            self.set_gate_factor(previous)
 
     def adapter_fingerprint(self) -> str:
         """A short hash of the connector weights; ties saved text embeddings to the weights that made them."""

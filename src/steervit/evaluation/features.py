@@ -8,7 +8,6 @@ disk as safetensors when a cache folder is given, because CORE, PODS and the gat
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..io import atomic_path, open_rgb, to_rgb
+from ..io import atomic_path, decode_rgb, open_rgb, to_rgb
 
 
 @dataclass(frozen=True)
@@ -40,11 +39,10 @@ class ImageRef:
         return cls(key=name or hashlib.sha1(data).hexdigest(), data=data)
 
     def open(self) -> Image.Image:
+        """RGB, upright by its EXIF orientation, size-checked: steervit.io's reader, as every path."""
         if self.path is not None:
             return open_rgb(self.path)
-        with Image.open(io.BytesIO(self.data)) as im:
-            im.load()
-            return to_rgb(im)
+        return decode_rgb(self.data, self.key)
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -70,32 +68,13 @@ def batches(refs: Sequence[ImageRef], transform: Callable, batch_size: int = 32,
 
 
 # ------------------------------------------------------------------------------------ pre-processing
-def normalization(model) -> tuple[list[float], list[float]]:
-    mean, std = model.normalization
-    return list(mean), list(std)
-
-
 def square_transform(model, size: int | None = None) -> Callable[[Image.Image], torch.Tensor]:
-    """Resize to size x size (bicubic, no crop) and normalise as the trunk expects.
+    """The model's no-crop transform (whole image to size x size, normalised; `Preprocessing`).
 
-    Dense benchmarks use this instead of `get_transforms()` (which may crop) so that every pixel of
+    Dense benchmarks use it instead of `get_transforms()` (which may crop) so that every pixel of
     the ground truth has a prediction: masks go through `resize_mask` with the same size.
     """
-    size = size or model.image_size
-    mean, std = normalization(model)
-    mean_t = torch.tensor(mean).view(3, 1, 1)
-    std_t = torch.tensor(std).view(3, 1, 1)
-
-    def transform(image: Image.Image) -> torch.Tensor:
-        image = to_rgb(image).resize((size, size), Image.BICUBIC)
-        return (to_tensor(image) - mean_t) / std_t
-
-    return transform
-
-
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    """RGB PIL image -> (3, H, W) float tensor in [0, 1]."""
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+    return model.preprocessing.with_size(size or model.image_size).transform(crop=False)
 
 
 def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:

@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .datasets import VOC_VOID, VocSplit
-from .features import normalization, read_label_png, to_tensor
+from .features import read_label_png
 from .metrics import average_precision, patch_grid_mask
 from .report import markdown_table, mean
 
@@ -66,8 +66,7 @@ def evaluate(model, voc: VocSplit, mosaics: list[list[str]], *, text: bool = Tru
              remove_sinks: bool = True, min_coverage: float = 0.5, batch_size: int = 32) -> dict:
     """PR-AUC (percent) of attention and head maps for every (mosaic, class) pair."""
     size = model.image_size
-    mean_, std_ = normalization(model)
-    norm_mean, norm_std = torch.tensor(mean_).view(3, 1, 1), torch.tensor(std_).view(3, 1, 1)
+    preprocessing = model.preprocessing
     names = voc.classes
     prompts = [f"the {name}" for name in names]
     embedding = model.encode_text(prompts[1:]) if text else None  # row c - 1 is class c
@@ -89,7 +88,7 @@ def evaluate(model, voc: VocSplit, mosaics: list[list[str]], *, text: bool = Tru
 
     for m, ids in enumerate(tqdm(mosaics, desc="mosaics", unit="mosaic", disable=None, leave=False)):
         image, mask = compose(voc, ids, size)
-        x = (to_tensor(image) - norm_mean) / norm_std
+        x = preprocessing.to_tensor(image)
         for c in present_classes(mask):
             if c >= len(names):
                 raise ValueError(f"mosaic {m} ({', '.join(ids)}) has label {c}, but the class list names only "

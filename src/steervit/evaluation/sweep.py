@@ -21,11 +21,9 @@ def evaluate(model, gates, core_records, *, fgcls_data=None, ade=None, text: boo
              hummingbird_options: dict | None = None, cache: FeatureCache | None = None) -> dict:
     """One row per gate factor: CORE P@k, FG-CLS mean, ADE20k mIoU, quality (percent)."""
     cache = cache if cache is not None else FeatureCache()
-    original = model.gate_factor
     rows = []
-    try:
-        for f in gates:
-            model.set_gate_factor(f)
+    for f in gates:
+        with model.using_gate_factor(f):
             row = {"gate_factor": float(f)}
             core_res = core.evaluate(model, core_records, text=text, ks=ks, cache=cache, **(core_options or {}))
             row.update({f"core_{k}": v for k, v in core_res["overall"].items()})
@@ -34,11 +32,9 @@ def evaluate(model, gates, core_records, *, fgcls_data=None, ade=None, text: boo
                 row["fgcls"] = fg["mean"]
             if ade:
                 row["ade20k"] = hummingbird.evaluate(model, *ade, text=text, **(hummingbird_options or {}))["miou"]
-            parts = [row[k] for k in ("fgcls", "ade20k") if k in row]
-            row["quality"] = mean(parts) if parts else None
-            rows.append(row)
-    finally:
-        model.set_gate_factor(original)
+        parts = [row[k] for k in ("fgcls", "ade20k") if k in row]
+        row["quality"] = mean(parts) if parts else None
+        rows.append(row)
     return {
         "benchmark": "gate-sweep",
         "metric": "CORE P@k; quality = mean(FG-CLS accuracy, ADE20k mIoU); percent",
