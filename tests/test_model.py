@@ -280,3 +280,12 @@ def test_non_finite_pixels_are_refused(tiny_model, images64, bad):
     images[1, 0, 3, 3] = bad
     with pytest.raises(ValueError, match="NaN or infinite"):
         tiny_model.get_global_features(images, PROMPTS[:2])
+
+
+def test_building_a_model_leaves_the_callers_config_alone():
+    config = SteerViTConfig(trunk="test_vit", image_size=64, text_encoder=str(TINY_ROBERTA))
+    before = config.to_dict()
+    trunk = timm.create_model("test_vit", pretrained=False, num_classes=0, img_size=64, dynamic_img_size=True)
+    model = SteerViT(config, trunk=trunk, text_encoder=TextEncoder(str(TINY_ROBERTA)))
+    assert config.to_dict() == before and config.text_dim is None
+    assert model.config.text_dim == 48 and model.config.cross_attn_layers == [1, 3, 5]

@@ -11,6 +11,7 @@ prompt is applied to every image in one batched pass, giving outputs shaped (B, 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import math
 from pathlib import Path
@@ -59,7 +60,8 @@ class SteerViT(nn.Module):
         passed as saved `TextEmbedding`s).
         """
         super().__init__()
-        self.config = config
+        # A private copy: building fills in text_dim and the resolved layers, never on the caller's object.
+        config = self.config = dataclasses.replace(config)
         self.trunk = trunk if trunk is not None else create_trunk(
             config.trunk, config.image_size, backbone_weights, pretrained_trunk
         )
