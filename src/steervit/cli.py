@@ -6,7 +6,11 @@ Commands that load a model call `add_model_options(parser)` and `load_model(args
 Heavy imports (torch, timm, transformers) happen inside the commands, not at module level, so parsing
 and `--help` cost nothing beyond importing the `steervit` package itself.
 Errors a user can fix (missing files, bad checkpoints, bad values) print one line,
-`steervit: error: ...`, and exit with code 2; `--debug` shows the full traceback instead.
+`steervit: error: ...`, and exit with code 2, checked before any model is loaded where they can be
+(inputs, output paths); `--debug` shows the full traceback instead.
+Commands that take many images (heatmap, embed) skip an image they cannot use with one line on stderr
+(`steervit: skipped: ...`), go on with the others, end with `steervit: 2 of 3 images done, 1 skipped`
+and exit with code 1 when any was skipped (2 when none could be used: nothing was done).
 """
 from __future__ import annotations
 
@@ -14,13 +18,15 @@ import argparse
 import importlib
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
 
 from .pretrained import DEFAULT_MODEL  # the bundled offline model: used when no model is named
 
-EXIT_ERROR = 2
+EXIT_ERROR = 2  # usage errors and errors a user can fix: nothing was done
+EXIT_SKIPPED = 1  # the command finished, but skipped some inputs (each named on stderr)
 # Larger command groups live beside their code; each module has `register(commands)`, which adds
 # its subparsers with `set_defaults(func=...)` and imports heavy dependencies only inside the commands.
 COMMAND_MODULES: list[str] = ["steervit.evaluation.cli", "steervit.train.cli", "steervit.offline.cli",
@@ -36,10 +42,26 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+
+
 def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0.0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    """A finite number >= 0 (gate factors: inf would make every gate exactly 1 or NaN)."""
+    value = _number(text)
+    if not (math.isfinite(value) and value >= 0.0):  # also rejects nan and inf
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """A number in [0, 1] (opacities)."""
+    value = _number(text)
+    if not 0.0 <= value <= 1.0:  # also rejects nan and inf
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
     return value
 
 
@@ -59,7 +81,8 @@ def add_model_options(parser: argparse.ArgumentParser, *, positional: bool = Fal
                        help="Hugging Face id or local folder; overrides the name in the checkpoint")
     group.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ... (default: cpu)")
     group.add_argument("--gate-factor", type=non_negative_float, default=1.0,
-                       help="steering strength: effective gate tanh(f*g); 0 = plain trunk (default: 1)")
+                       help="steering strength, a finite number >= 0: effective gate tanh(f*g); "
+                            "0 = plain trunk (default: 1)")
 
 
 def torch_device(name: str):
@@ -97,6 +120,82 @@ def find_images(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_writable_folder(folder: Path, option: str, target: Path) -> None:
+    """`folder` can be created (or exists) and take new files; else a one-line error naming `option`."""
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"cannot write {option} {target}: {folder} is a file, not a folder; choose another {option}")
+    existing = _nearest_existing(folder)
+    if not existing.is_dir():
+        raise ValueError(f"cannot write {option} {target}: {existing} is a file, not a folder; "
+                         f"choose another {option}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {option} {target}: no permission to create files in {existing}; "
+                              f"choose another {option}")
+
+
+def check_output_dir(path: str | Path, option: str = "--out") -> Path:
+    """An output folder that exists or can be made, checked before the slow work; nothing is created."""
+    path = Path(path).expanduser()
+    _check_writable_folder(path, option, path)
+    return path
+
+
+def check_output_file(path: str | Path, option: str = "--out") -> Path:
+    """An output file that can be written (its folder exists or can be made), checked before the slow work."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder; give a file name")
+    _check_writable_folder(path.parent, option, path)
+    return path
+
+
+class Skips:
+    """Inputs a multi-image command could not use: one stderr line each, a summary and the exit code."""
+
+    def __init__(self, total: int, what: str = "images") -> None:
+        self.total, self.what = total, what
+        self.errors: list[BaseException] = []
+
+    def skip(self, err: BaseException) -> None:
+        """Name the input and go on; with a single input there is nothing to go on with: raise `err`."""
+        from tqdm import tqdm
+
+        if self.total == 1:
+            raise err
+        self.errors.append(err)
+        tqdm.write(f"steervit: skipped: {one_line(err)}", file=sys.stderr)  # between progress-bar updates
+
+    def usable(self, paths, check) -> list:
+        """`paths` whose `check(path)` passes; each failure (OSError, ValueError) is skipped. When none
+        passes, the error itself (one input) or a summary (several) is raised: there is nothing to do."""
+        kept = []
+        for path in paths:
+            try:
+                check(path)
+            except (OSError, ValueError) as err:
+                self.skip(err)
+            else:
+                kept.append(path)
+        if not kept:
+            self.none_usable()
+        return kept
+
+    def none_usable(self) -> None:
+        raise ValueError(f"none of the {self.total} {self.what} could be used (each is named above)")
+
+    def finish(self) -> int:
+        done = self.total - len(self.errors)
+        line = f"steervit: {done} of {self.total} {self.what} done"
+        print(line + (f", {len(self.errors)} skipped" if self.errors else ""), file=sys.stderr)
+        return EXIT_SKIPPED if self.errors else 0
+
+
 def normalization(transform) -> tuple[list[float], list[float]]:
     """Mean and std of the Normalize step in a (nested) torchvision transform, to show the model's view."""
     from torchvision import transforms as T
@@ -130,15 +229,17 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
     import torch
 
     from . import overlay as ov
-    from .io import atomic_path, open_rgb, require_file
+    from .io import atomic_path, open_rgb, probe_image
     from .text import check_prompts
 
-    images = [require_file(p, "image") for p in args.images]  # fail before the slow model load
+    # everything that can be checked is checked before the slow model load
     prompts = check_prompts(args.prompt)
+    out_dir = check_output_dir(args.out)
+    skips = Skips(len(args.images))
+    images = skips.usable([Path(p).expanduser() for p in args.images], probe_image)  # header only
     model = load_model(args)
     transform = model.get_transforms()
     mean, std = normalization(transform)
-    out_dir = Path(args.out)
     taken: set[Path] = set()
 
     def panel(picture, heat, label):
@@ -147,7 +248,12 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
     with torch.no_grad():
         embedding = model.encode_text(prompts)
         for path in images:
-            x = transform(open_rgb(path))[None]
+            try:
+                image = open_rgb(path)
+            except (OSError, ValueError) as err:  # passed the header check, failed to decode
+                skips.skip(err)
+                continue
+            x = transform(image)[None]
             head = model.get_heatmaps(x, embedding, cross=True)[0, :, 0]  # (P, H, W)
             steered = model.get_attention_heatmaps(x, embedding, cross=True)[0]  # (P, H, W)
             plain = model.get_attention_heatmaps(x, None)[0]  # (H, W)
@@ -164,7 +270,9 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
                 with atomic_path(target) as tmp:
                     row.save(tmp, format="PNG")
                 print(target)
-    return 0
+    if len(skips.errors) == skips.total:
+        skips.none_usable()
+    return skips.finish()
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -174,19 +282,25 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
     from tqdm import tqdm
 
-    from .io import atomic_path, open_rgb
+    from .io import atomic_path, open_rgb, probe_image
 
+    # everything that can be checked is checked before the slow model load
     out = Path(args.out)
     if out.suffix not in (".safetensors", ".npy"):
         raise ValueError(f"--out must end in .safetensors or .npy, got {out}")
     if args.dense and out.suffix == ".npy":
         raise ValueError("--dense needs a .safetensors output (a .npy file holds the global features only)")
+    out = check_output_file(out)
+    if out.suffix == ".npy":
+        check_output_file(out.with_suffix(".json"), "--out (its .json list of paths)")
     root = Path(args.directory).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"image folder not found: {root}")
-    files = find_images(root)
-    if not files:
+    found = find_images(root)
+    if not found:
         raise ValueError(f"no images ({' '.join(IMAGE_EXTENSIONS)}) found under {root}")
+    skips = Skips(len(found))
+    files = skips.usable(found, probe_image)  # header only: unreadable, too large or too elongated
 
     model = load_model(args)
     transform = model.get_transforms()
@@ -208,8 +322,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
         for path in tqdm(files, desc="embedding", unit="img", disable=None):
             try:
                 image = open_rgb(path)
-            except ValueError as err:
-                tqdm.write(f"steervit: warning: skipped unreadable image: {err}", file=sys.stderr)
+            except (OSError, ValueError) as err:  # passed the header check, failed to decode
+                skips.skip(err)
                 continue
             batch.append(transform(image))
             kept.append(path)
@@ -218,7 +332,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         if batch:
             flush()
     if not kept:
-        raise ValueError(f"none of the {len(files)} image files under {root} could be read")
+        skips.none_usable()
 
     meta = {
         "root": str(root.resolve()),
@@ -243,10 +357,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         with atomic_path(out) as tmp:
             save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in meta.items()})
         print(out)
-    skipped = len(files) - len(kept)
-    print(f"steervit: embedded {len(kept)} images" + (f", skipped {skipped} unreadable" if skipped else ""),
-          file=sys.stderr)
-    return 0
+    return skips.finish()
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -318,7 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", nargs="+", action="extend", required=True, metavar="P",
                    help="one or more prompts; each is applied to every image")
     p.add_argument("--out", default="heatmaps", metavar="DIR", help="output folder (default: heatmaps)")
-    p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in the overlays (default: 0.5)")
+    p.add_argument("--alpha", type=unit_interval, default=0.5,
+                   help="heatmap opacity in the overlays, 0 to 1 (default: 0.5)")
     p.add_argument("--colormap", choices=COLORMAPS, default="turbo")
     add_model_options(p)
     p.set_defaults(func=cmd_heatmap)

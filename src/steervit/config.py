@@ -6,8 +6,11 @@ config is translated into, so every way of building a model goes through the sam
 from __future__ import annotations
 
 import dataclasses
+import functools
+import types
+import typing
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 DEFAULT_TRUNK = "vit_base_patch14_dinov2.lvd142m"
 DEFAULT_TEXT_ENCODER = "roberta-large"
@@ -90,31 +93,100 @@ class SteerViTConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SteerViTConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        """Rebuild from `to_dict()` output, e.g. a `config.json` read from disk.
+
+        Values are type-checked, never coerced: a file saying `"use_ffn": "false"` or
+        `"image_size": 160.5` is an error naming the field, not a silent guess."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a SteerViT config must be a mapping of settings, got {_shown(data)}")
+        types_ = _field_types()
+        unknown = sorted(str(k) for k in set(data) - set(types_))
         if unknown:
             raise ValueError(f"unknown SteerViT config keys: {unknown}")
+        for key, value in data.items():
+            _check_type(key, value, types_[key])
         return cls(**dict(data))
 
     @classmethod
     def from_published(cls, config: Mapping[str, Any]) -> "SteerViTConfig":
-        """Translate the published training config (`vision_encoder`, `text_encoder`, ...)."""
-        try:
-            vision = config["vision_encoder"]
-            text = config["text_encoder"]
-        except (KeyError, TypeError) as err:
+        """Translate the published training config (`vision_encoder`, `text_encoder`, ...).
+
+        Checked like `from_dict`: a downloaded `.pth` is no more trusted than a `config.json`."""
+        if (not isinstance(config, Mapping) or not isinstance(config.get("vision_encoder"), Mapping)
+                or "text_encoder" not in config):
             raise ValueError(
-                "not a published SteerViT config: expected keys 'vision_encoder' and 'text_encoder'"
-            ) from err
+                "not a published SteerViT config: expected keys 'vision_encoder' (a mapping) and 'text_encoder'"
+            )
+        vision = config["vision_encoder"]
+        text, text_field = config["text_encoder"], "text_encoder"
         if isinstance(text, Mapping):  # tolerate {"name": ...} style configs
+            text_field = "text_encoder.name" if "name" in text else "text_encoder.model_name"
             text = text.get("name") or text.get("model_name")
-        layers: Sequence[int] = vision.get("cross_attn_layers", PUBLISHED_CROSS_ATTN_LAYERS)
+        _check_type(text_field, text, str)
+
+        def setting(key: str, kind: Any, default: Any = _REQUIRED) -> Any:
+            if key not in vision:
+                if default is _REQUIRED:
+                    raise ValueError(f"published config has no 'vision_encoder.{key}'")
+                return default
+            return _check_type(f"vision_encoder.{key}", vision[key], kind)
+
         return cls(
-            trunk=str(vision["model_name"]),
-            image_size=int(vision.get("resolution", 336)),
-            text_encoder=str(text),
-            cross_attn_layers=[int(i) for i in layers],
-            use_ffn=bool(vision.get("use_ffn", False)),
-            ffn_mult=int(vision.get("cross_attn_ffn_mult", 2)),
-            pooling=str(vision.get("feature_aggregation", "cls")),
+            trunk=setting("model_name", str),
+            image_size=setting("resolution", int, 336),
+            text_encoder=text,
+            cross_attn_layers=list(setting("cross_attn_layers", list[int], PUBLISHED_CROSS_ATTN_LAYERS)),
+            use_ffn=setting("use_ffn", bool, False),
+            ffn_mult=setting("cross_attn_ffn_mult", int, 2),
+            pooling=setting("feature_aggregation", str, "cls"),
         )
+
+
+_REQUIRED = object()
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(SteerViTConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(SteerViTConfig)}
+
+
+def _check_type(field: str, value: Any, kind: Any) -> Any:
+    """`value` if it is of type `kind` (as JSON would spell it), else a ValueError naming `field`.
+
+    Stricter than `isinstance`: a bool is not an int, and a float or string is never taken for one."""
+    if not _matches(value, kind):
+        raise ValueError(f"config field {field!r} must be {_describe(kind)}, got {_shown(value)}")
+    return value
+
+
+def _matches(value: Any, kind: Any) -> bool:
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return any(_matches(value, k) for k in typing.get_args(kind))
+    if typing.get_origin(kind) is list:
+        (item,) = typing.get_args(kind)
+        return isinstance(value, (list, tuple)) and all(_matches(v, item) for v in value)
+    if kind is type(None):
+        return value is None
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _describe(kind: Any) -> str:
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(k) for k in typing.get_args(kind))
+    if typing.get_origin(kind) is list:
+        return "a list of " + _NAMES[typing.get_args(kind)[0]][1]
+    return _NAMES[kind][0]
+
+
+# How error messages name each type a config field can have: (one, many).
+_NAMES = {int: ("an integer", "integers"), str: ("a string", "strings"),
+          bool: ("a boolean (true or false)", "booleans"), type(None): ("null", "nulls")}
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message shows it: its repr (cut short) and its type."""
+    text = repr(value)
+    return f"{text[:60] + '...' if len(text) > 60 else text} ({type(value).__name__})"

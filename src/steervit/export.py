@@ -24,6 +24,7 @@ export time (timm's antialiased bicubic resampling has no ONNX operator).
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Sequence, Union
@@ -38,6 +39,7 @@ from .trunk import embed
 OUTPUT_NAMES = ("global_features", "patch_features", "heatmap_logits", "heatmap_probs")
 TEXT_INPUT_NAMES = ("text_tokens", "text_mask")
 DEFAULT_OPSET = 17
+MIN_OPSET = 14  # the trunk's attention needs opset 14 or later
 Prompt = Union[None, str, TextEmbedding]
 
 
@@ -142,6 +144,32 @@ def _as_embedding(model, prompt: Prompt | Sequence[str]) -> TextEmbedding:
         return model.encode_text(prompts)
 
 
+def supported_opsets() -> tuple[int, int]:
+    """(lowest, highest) opset `export_onnx` writes with the installed torch and onnx, read at run time.
+
+    The lowest is what the trunk's attention needs; the highest is what torch's TorchScript exporter
+    (the one used here, `dynamo=False`) supports: 20 with torch 2.14. Above it torch only warns and
+    reuses older operator versions, so it is refused here too.
+    """
+    import onnx
+    from torch.onnx import _constants
+
+    highest = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", None)
+    if highest is None:  # older torch: one limit for every exporter
+        highest = getattr(_constants, "ONNX_MAX_OPSET", DEFAULT_OPSET)
+    return MIN_OPSET, min(int(highest), int(onnx.defs.onnx_opset_version()))
+
+
+def check_opset(opset: int) -> int:
+    """`opset` if `export_onnx` can write it, else a ValueError naming the supported range."""
+    low, high = supported_opsets()
+    if not low <= opset <= high:
+        why = " (the trunk's attention needs opset 14 or later)" if opset < low else ""
+        raise ValueError(f"opset {opset} is not supported{why}: torch {torch.__version__} exports opsets "
+                         f"{low} to {high} here; use one of those, e.g. {DEFAULT_OPSET} (the default)")
+    return opset
+
+
 def check_out_path(path: str | Path) -> Path:
     """Fail before the (slow) trace on a path that cannot take the file."""
     path = Path(path).expanduser()
@@ -150,7 +178,11 @@ def check_out_path(path: str | Path) -> Path:
     if path.is_dir():
         raise ValueError(f"the output path {path} is a directory; give a file name ending in .onnx")
     if not path.parent.is_dir():
+        if path.parent.exists():
+            raise ValueError(f"cannot write {path}: {path.parent} is a file, not a folder")
         raise FileNotFoundError(f"the output folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {path}: no permission to create files in {path.parent}")
     return path
 
 
@@ -167,8 +199,7 @@ def export_onnx(model, path: str | Path, prompt: Prompt = None, text_as_input: b
     if (prompt is None) == (not text_as_input):
         raise ValueError("give either a prompt to bake in or text_as_input=True (exactly one of them)")
     path = check_out_path(path)
-    if opset < 14:
-        raise ValueError(f"opset {opset} is too old: the trunk's attention needs opset 14 or later")
+    check_opset(opset)
     size = int(image_size or model.image_size)
     if size <= 0 or size % model.patch_size:
         raise ValueError(f"image size {size} must be a positive multiple of the patch size {model.patch_size}")

@@ -23,7 +23,8 @@ def register(commands) -> None:
                            "T = 1 or the batch; make them with encode_text / save_text_embedding")
     p.add_argument("--image-size", type=positive_int, metavar="PX",
                    help="square input size, a multiple of the patch size (default: the model's)")
-    p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (default: 17)")
+    p.add_argument("--opset", type=positive_int, default=17,
+                   help="ONNX opset, 14 to the newest the installed torch exports (20 for torch 2.14; default: 17)")
     p.add_argument("--check", action="store_true",
                    help="run the file with onnxruntime and compare with PyTorch; exit 2 above --tolerance")
     p.add_argument("--check-images", nargs="+", metavar="IMAGE",
@@ -37,14 +38,19 @@ def register(commands) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from .export import check_out_path, check_onnx, export_onnx
-    from .io import open_rgb, require_file
+    from .export import check_onnx, check_opset, check_out_path, export_onnx
+    from .io import open_rgb
     from .text import check_prompts
 
-    check_out_path(args.out)  # before the slow model load
+    # everything that can be checked is checked before the slow model load
+    check_out_path(args.out)
+    check_opset(args.opset)
     if args.prompt is not None:
         check_prompts([args.prompt])
-    paths = [require_file(p, "image") for p in args.check_images or []]
+    if args.check_images and not args.check:
+        raise ValueError("--check-images are the images for --check; add --check (or drop --check-images)")
+    # The check's inputs: all of them or none (a check on fewer images than asked would pass silently).
+    pictures = [open_rgb(p) for p in args.check_images or []]
     model = load_model(args)
     path = export_onnx(model, args.out, prompt=args.prompt, text_as_input=args.text_input,
                        opset=args.opset, image_size=args.image_size)
@@ -53,9 +59,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 0
 
     size = args.image_size or model.image_size
-    if paths:
+    if pictures:
         transform = model.get_transforms(size)
-        images = torch.stack([transform(open_rgb(p)) for p in paths])
+        images = torch.stack([transform(picture) for picture in pictures])
     else:
         images = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(0))
     failed = False

@@ -143,7 +143,9 @@ class SteerViT(nn.Module):
         return {"connector": self.connector, "cross_attn_layers": self.cross_attn_layers, "seg_head": self.seg_head}
 
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
-        """Name -> parameter for exactly what training updates: CA layers, connector, head."""
+        """Name -> parameter of the adapter (CA layers, connector, head): what checkpoints store.
+
+        Training updates all of them except `seg_head.bias`, which the spatial softmax ignores."""
         return {
             f"{prefix}.{name}": p
             for prefix, module in self.trainable_modules().items()

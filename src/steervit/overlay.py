@@ -57,7 +57,12 @@ def resize_heat(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def overlay(image: Image.Image, heat: np.ndarray, alpha: float = 0.5, cmap: str = "turbo") -> Image.Image:
-    """Alpha-blend the coloured heatmap over the image (the map is resized to the image if needed)."""
+    """Alpha-blend the coloured heatmap over the image (the map is resized to the image if needed).
+
+    `alpha` is the heatmap's opacity, 0 (image only) to 1 (heatmap only); anything else (NaN, 7) would
+    give black or garbage panels and is refused."""
+    if not 0.0 <= alpha <= 1.0:  # also refuses nan
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
     base = np.asarray(image.convert("RGB"), dtype=np.float32)
     colours = colorize(resize_heat(heat, image.size), cmap).astype(np.float32)
     blended = (1.0 - alpha) * base + alpha * colours

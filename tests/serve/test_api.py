@@ -136,6 +136,40 @@ def test_bad_files_are_refused_and_the_server_keeps_serving(client):
     assert_still_serving(client)
 
 
+def test_gate_factor_must_be_finite(client):
+    for value in ("inf", "-inf", "1e999", "nan"):
+        assert_error(steer(client, ["the cat"], gate=value, image=png_bytes(0)), 400, "gate_factor", "finite")
+    assert_still_serving(client)
+
+
+def test_an_8000x1_upload_is_refused_by_the_shared_reader(client):
+    from steervit.io import MAX_ASPECT_RATIO
+
+    buffer = io.BytesIO()
+    from PIL import Image
+
+    Image.new("L", (8000, 1)).save(buffer, format="PNG")
+    assert len(buffer.getvalue()) < 200
+    assert_error(steer(client, ["the cat"], image=buffer.getvalue()), 400, "8000×1", "aspect 8000:1",
+                 f"at most {MAX_ASPECT_RATIO:g}:1", "crop it first")
+    assert_still_serving(client)
+
+
+def test_uploads_are_read_upright_and_16bit_scaled(client, tmp_path):
+    from test_images import exif_jpeg, gradient16, is_blue, is_red
+
+    photo = exif_jpeg(tmp_path / "phone.jpg", 6, (120, 80))  # displayed 80 x 120, the top half red
+    picture = decode_data_url(steer(client, ["the red half"], image=photo.read_bytes()).json()["image"])
+    assert is_red(picture[40, 150]) and is_blue(picture[150, 10])
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(gradient16(200, 150)).save(buffer, format="PNG")
+    picture = decode_data_url(steer(client, ["the dark side"], image=buffer.getvalue()).json()["image"])
+    assert picture[:40].mean() < 80 and picture[-40:].mean() > 170  # a top-to-bottom gradient, not all white
+
+
 def test_a_full_queue_answers_503(serve_model):
     from fastapi.testclient import TestClient
 

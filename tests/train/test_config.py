@@ -97,7 +97,9 @@ def test_optimizer_groups_cover_exactly_the_adapter():
     groups = {g["name"]: g for g in optimizer.param_groups}
     trainable = model.trainable_parameters()
     in_optimizer = [id(p) for g in optimizer.param_groups for p in g["params"]]
-    assert sorted(in_optimizer) == sorted(id(p) for p in trainable.values())  # each exactly once
+    trained = [id(p) for n, p in trainable.items() if n != "seg_head.bias"]  # its gradient is only noise
+    assert sorted(in_optimizer) == sorted(trained)  # each exactly once
+    assert not trainable["seg_head.bias"].requires_grad
     by_id = {id(p): n for n, p in trainable.items()}
     assert all(by_id[id(p)].startswith("connector.") for p in groups["connector"]["params"])
     assert sorted(by_id[id(p)] for p in groups["gates"]["params"]) == [f"cross_attn_layers.{i}.attn_gate"

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 
 from steervit import SteerViT
-from steervit.data import BoxMask, Record, Skipped, collate, read_manifest, write_manifest
+from steervit.data import BoxMask, PngMask, Record, Skipped, collate, read_manifest, write_manifest
 from steervit.losses import patch_targets, soft_cross_entropy
-from steervit.train import NonFiniteLossError, Trainer, read_metrics
+from steervit.train import NonFiniteLossError, NoUsableSampleError, Trainer, read_metrics
 from steervit.train.state import load_state
 from support import TINY_ROBERTA, make_tiny_model
 
@@ -19,6 +21,18 @@ from .conftest import tiny_config
 
 def adapter(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.adapter_state_dict().items()}
+
+
+def assert_same_tensors(actual, expected, where: str = "") -> None:
+    """Nested dicts/lists of tensors (e.g. an optimiser state) equal bitwise, keys and all."""
+    if isinstance(expected, dict):
+        assert set(actual) == set(expected), where
+        for key in expected:
+            assert_same_tensors(actual[key], expected[key], f"{where}/{key}")
+    elif isinstance(expected, torch.Tensor):
+        assert torch.equal(actual, expected), where
+    else:
+        assert actual == expected, where
 
 
 def test_only_the_adapter_trains(tmp_path, manifest):
@@ -38,7 +52,9 @@ def test_only_the_adapter_trains(tmp_path, manifest):
             assert p.grad is None and not p.requires_grad, name
     after = model.adapter_state_dict()
     unchanged = [k for k in before if torch.equal(before[k], after[k])]
-    assert unchanged == []  # every CA tensor (norms, gates included), the connector and the head moved
+    # every CA tensor (norms, gates included), the connector and the head moved; the head's bias
+    # is frozen (see test_head_bias_is_saved_but_never_trained)
+    assert unchanged == ["seg_head.bias"]
     assert set(before) == set(model.trainable_parameters())
     assert not model.trunk.training and not model.text_encoder.training
 
@@ -75,7 +91,29 @@ def test_run_folder_metrics_and_exports(tmp_path, manifest):
         torch.testing.assert_close(loaded.segmentation_logits(x, prompts), expected)
 
 
+def test_head_bias_is_saved_but_never_trained(tmp_path, manifest):
+    """Under the softmax over patches a shift of every logit changes nothing: the bias's gradient is
+    float noise, which AdamW would turn into lr-sized random steps. It stays bitwise at its value."""
+    model = make_tiny_model()
+    with torch.no_grad():
+        model.seg_head.bias.fill_(0.25)  # a loaded adapter's value, not only the zero init
+    before = model.seg_head.bias.detach().clone()
+    run = tmp_path / "run"
+    trainer = Trainer(tiny_config(manifest, run, "train.train_iters=3", "data.val=[]"), model=model)
+    trainer.fit()
+
+    assert torch.equal(model.seg_head.bias.detach(), before)
+    assert all(p is not model.seg_head.bias for g in trainer.optimizer.param_groups for p in g["params"])
+    assert not torch.equal(model.seg_head.weight.detach(), torch.zeros_like(model.seg_head.weight))  # the head trained
+    assert torch.equal(load_state(run / "last.pt")["adapter"]["seg_head.bias"], before)  # still saved
+    resumed = make_tiny_model()
+    Trainer(tiny_config(manifest, run, "train.train_iters=3", "data.val=[]"), model=resumed).fit(resume=True)
+    assert torch.equal(resumed.seg_head.bias.detach(), before)  # ... and loaded
+
+
 def test_resume_continues_exactly(tmp_path, manifest):
+    """Bitwise, with the text encoder live and its prompt cache on: the straight run's cache is warm
+    at step 5, the resumed one's cold, and each prompt is encoded alone, so the states are the same."""
     # 3 batches per epoch: the split at step 4 falls mid-epoch, and validation runs on the way.
     common = ("data.samples_per_epoch=12", "train.val_every=3", "train.save_every=4")
     straight = make_tiny_model()
@@ -90,16 +128,17 @@ def test_resume_continues_exactly(tmp_path, manifest):
             p.add_(1.0)
     Trainer(tiny_config(manifest, tmp_path / "b", "train.train_iters=8", *common), model=resumed).fit(resume=True)
 
+    for model in (straight, resumed):  # the live encoder's prompt cache was on and in use
+        assert model.text_encoder.cache_size > 0 and len(model.text_encoder._cache) > 0
     a, b = straight.adapter_state_dict(), resumed.adapter_state_dict()
-    for key in a:
-        torch.testing.assert_close(b[key], a[key], msg=key)
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
     sa, sb = load_state(tmp_path / "a" / "last.pt"), load_state(tmp_path / "b" / "last.pt")
     assert (sb["step"], sb["epoch"], sb["epoch_samples"]) == (sa["step"], sa["epoch"], sa["epoch_samples"]) == (8, 2, 8)
     assert sb["scheduler"]["last_epoch"] == 8
+    assert_same_tensors(sb["optimizer"]["state"], sa["optimizer"]["state"])
     rows_a, rows_b = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
     assert [r["step"] for r in rows_b if r["split"] == "train"] == list(range(1, 9))  # no duplicated lines
-    assert [r["loss"] for r in rows_b if r["split"] == "train"] == pytest.approx(
-        [r["loss"] for r in rows_a if r["split"] == "train"])
+    assert [r["loss"] for r in rows_b if r["split"] == "train"] == [r["loss"] for r in rows_a if r["split"] == "train"]
     # the first run ended at step 4 and validated there, the straight one at 3, 6 and 8
     assert [r["step"] for r in rows_b if r["split"] == "val"] == [3, 4, 6, 8]
 
@@ -194,9 +233,6 @@ def test_all_skipped_batches_make_no_step(tmp_path, manifest):
 def test_learns_a_text_conditioned_task(tmp_path):
     """One image, four expressions naming four strips: only the text tells where; the loss must reach
     its floor ln 4 (4 of 16 patches) and pmass ~1; a text-blind model gets at most 0.5 (mass on the corners)."""
-    import numpy as np
-    from PIL import Image
-
     image = tmp_path / "same.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(image)
     boxes = {"top": (0, 0, 64, 16), "bottom": (0, 48, 64, 16), "left": (0, 0, 16, 64), "right": (48, 0, 16, 64)}
@@ -233,3 +269,46 @@ def test_init_adapter_starts_from_a_saved_model(tmp_path, manifest):
     with pytest.raises(ValueError, match="another model variant"):
         build_model(tiny_config(manifest, tmp_path / "w", "model.connector=linear",
                                 f"model.init_adapter={first / 'final_model'}"))
+
+
+def empty_mask_records(root, split: str, n: int) -> list[Record]:
+    """Records whose masks are empty: a box wholly outside the image, an all-black PNG."""
+    image, black = root / f"plain-{split}.jpg", root / f"black-{split}.png"
+    Image.fromarray(np.full((56, 72, 3), 128, dtype=np.uint8)).save(image)
+    Image.fromarray(np.zeros((56, 72), dtype=np.uint8)).save(black)
+    masks = [BoxMask((500, 500, 20, 20)), PngMask(str(black))]
+    return [Record(str(image), f"nothing here {i}", masks[i % 2], "alpha", split=split) for i in range(n)]
+
+
+def test_empty_masks_are_skipped_and_counted(tmp_path, manifest):
+    """An empty mask's all-zero target adds no loss but would count in the batch mean: it is dropped."""
+    model = make_tiny_model()
+    trainer = Trainer(tiny_config(manifest, tmp_path / "one"), model=model)
+    size = model.image_size
+    masks = torch.zeros(4, size, size)
+    masks[0, :20, :20] = masks[2, 30:, 10:40] = 1
+    samples = [{"image": torch.randn(3, size, size), "mask": masks[i], "expression": f"thing {i}",
+                "source": "alpha", "index": i} for i in range(4)]
+    out = trainer.train_step(collate(samples))
+    assert out["images"] == 2 and trainer.skips["empty_mask"] == 2
+
+    # A whole run on a mix: counted in the metrics and the checkpoint, in validation too.
+    path = tmp_path / "mixed.jsonl"
+    write_manifest([*read_manifest(manifest), *empty_mask_records(tmp_path, "train", 12),
+                    *empty_mask_records(tmp_path, "val", 4)], path)
+    run = tmp_path / "run"
+    Trainer(tiny_config(path, run, "train.train_iters=3", "train.val_every=3"), model=make_tiny_model()).fit()
+    rows = read_metrics(run)
+    train = [r for r in rows if r["split"] == "train"][-1]
+    val = [r for r in rows if r["split"] == "val"][-1]
+    assert train["skipped/empty_mask"] > 0 and train["skipped"] == train["skipped/empty_mask"]
+    assert load_state(run / "last.pt")["skips"]["empty_mask"] == train["skipped/empty_mask"]
+    assert val["skipped"] == 4 and val["samples"] == 8
+
+
+def test_a_run_of_only_empty_masks_stops_with_a_clear_error(tmp_path):
+    write_manifest(empty_mask_records(tmp_path, "train", 8), tmp_path / "empty.jsonl")
+    run = tmp_path / "run"
+    with pytest.raises(NoUsableSampleError, match=r"no usable sample \(skipped so far: empty_mask=8\)"):
+        Trainer(tiny_config(tmp_path / "empty.jsonl", run, "data.val=[]"), model=make_tiny_model()).fit()
+    assert not (run / "last.pt").exists() and not (run / "final_model").exists()

@@ -19,9 +19,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
-from ..io import open_rgb
+from ..io import apply_orientation, read_image
 from .augment import AugmentConfig, augment_pair, resize_pair
 from .records import Record, decode_mask
 
@@ -91,8 +92,8 @@ class ReferringSegmentationDataset(Dataset):
         index, sample_seed = key if isinstance(key, (tuple, list)) else (key, None)
         index = int(index)
         record = self.records[index]
-        try:
-            image = open_rgb(record.image)
+        try:  # as stored: the annotations (polygons, boxes, RLE, mask files) are in the file's stored pixels
+            image, orientation = read_image(record.image, upright=False)
         except FileNotFoundError as err:
             return self._skip("image_missing", index, err)
         except (ValueError, OSError) as err:
@@ -101,6 +102,9 @@ class ReferringSegmentationDataset(Dataset):
             mask = decode_mask(record.mask, image.width, image.height)
         except (OSError, ValueError, KeyError, TypeError) as err:
             return self._skip("mask_unreadable", index, err)
+        if orientation != 1:  # upright by the EXIF orientation, as a viewer (and inference) shows it: both together
+            image = apply_orientation(image, orientation)
+            mask = np.asarray(apply_orientation(Image.fromarray(mask), orientation), dtype=bool)
 
         if self.train:
             generator = torch.Generator().manual_seed(self._sample_seed(index, sample_seed))

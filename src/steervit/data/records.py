@@ -6,7 +6,6 @@ stays cheap and every source yields the same (H, W) bool array.
 """
 from __future__ import annotations
 
-import io
 import math
 import numbers
 import warnings
@@ -16,6 +15,8 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 from PIL import Image
+
+from ..io import open_image
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,14 +103,10 @@ def decode_mask(spec: MaskSpec, width: int, height: int) -> np.ndarray:
         return _polygons_to_array(spec.polygons, width, height)
     if isinstance(spec, RleMask):
         return _fit(_rle_to_array(spec.rle), width, height)
-    if isinstance(spec, PngMask):
-        with Image.open(spec.path) as im:
-            im.load()
-            return _fit(pil_to_bool(im), width, height)
+    if isinstance(spec, PngMask):  # steervit.io's reader: size checked first; as stored, like all annotations
+        return _fit(pil_to_bool(open_image(spec.path)), width, height)
     if isinstance(spec, PngBytesMask):
-        with Image.open(io.BytesIO(spec.data)) as im:
-            im.load()
-            return _fit(pil_to_bool(im), width, height)
+        return _fit(pil_to_bool(open_image(spec.data)), width, height)
     if isinstance(spec, ImageMask):
         return _fit(pil_to_bool(spec.image), width, height)
     raise TypeError(f"not a mask spec: {type(spec).__name__}")

@@ -9,8 +9,9 @@ Endpoints (all answers are JSON except `/`; every error is `{"error": "..."}` wi
 
 One model pass runs at a time (a lock): the model holds the gate factor as state, and two cores gain
 nothing from parallel passes. Requests wait in a bounded queue; past it they get 503 at once.
-Uploads are checked before decoding (body size from Content-Length, pixel count from the header),
-so a large file or a decompression bomb is refused without being decoded.
+Uploads are checked before decoding (body size from Content-Length; pixel count and aspect ratio from
+the header, by steervit.io's reader, which every path uses), so a large file, a decompression bomb or
+an 8000 x 1 strip is refused without being decoded.
 """
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from starlette.exceptions import HTTPException
 
-from .. import io as steervit_io  # also sets PIL's own decompression-bomb limit
+from .. import io as steervit_io  # the image reader and its limits; also sets PIL's bomb limit
 from .. import overlay as ov
 from .gallery import Gallery, data_url, default_examples
 
@@ -37,8 +38,10 @@ PAGE = Path(__file__).with_name("page.html")
 @dataclass(frozen=True)
 class Limits:
     max_upload_bytes: int = 10 * 1024 * 1024
+    # Checked by steervit.io's reader from the header, before decoding. Uploads come from anyone: the
+    # pixel limit is stricter than the one for files (steervit.io.MAX_PIXELS); the aspect limit is the same.
     max_pixels: int = 40_000_000
-    max_aspect: float = 20.0  # long side / short side; a 1 x 40M image would explode in the resize
+    max_aspect: float = steervit_io.MAX_ASPECT_RATIO  # long side / short side; a 1 x 40M image explodes in the resize
     max_side: int = 1024  # larger uploads are shrunk first: the model sees 224 px anyway
     max_prompts: int = 8
     max_prompt_chars: int = 200
@@ -86,33 +89,20 @@ class Worker:
 
 # ------------------------------------------------------------------------------ input checks
 def decode_image(data: bytes, limits: Limits) -> Image.Image:
-    """Bytes -> RGB image, refusing what is too big before decoding it and what does not decode."""
+    """Bytes -> RGB image through the project's one image reader (steervit.io: size checked from the
+    header before decoding, EXIF orientation applied, 16-bit scaled), under the server's limits."""
     if not data:
         raise ApiError(400, "the uploaded file is empty")
     if len(data) > limits.max_upload_bytes:
         raise ApiError(413, f"the file is {len(data) / 2**20:.1f} MB; "
                             f"the limit is {limits.max_upload_bytes / 2**20:g} MB")
     try:
-        with Image.open(BytesIO(data)) as im:
-            w, h = im.size
-            if w * h > limits.max_pixels:
-                raise ApiError(413, f"the image is {w} x {h} = {w * h / 1e6:.0f} megapixels; "
-                                    f"the limit is {limits.max_pixels / 1e6:g} megapixels")
-            if min(w, h) < 1 or max(w, h) / min(w, h) > limits.max_aspect:
-                raise ApiError(400, f"the image is {w} x {h}; "
-                                    f"sides more than {limits.max_aspect:g}:1 apart are refused")
-            im.draft("RGB", (limits.max_side, limits.max_side))  # JPEG: decode at reduced size
-            im.load()
-            image = steervit_io.to_rgb(im)
-    except Image.DecompressionBombError as err:
-        raise ApiError(413, f"the image is too large to decode safely, a possible decompression bomb ({err}); "
-                            f"the limit is {limits.max_pixels / 1e6:g} megapixels") from err
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        why = "unknown format" if isinstance(err, UnidentifiedImageError) else f"{type(err).__name__}: {err}"
-        raise ApiError(400, f"cannot read the file as an image ({why}); "
-                            "upload a PNG, JPEG, GIF, BMP, TIFF or WebP file") from err
-    image.thumbnail((limits.max_side, limits.max_side), Image.Resampling.BICUBIC)
-    return image
+        return steervit_io.decode_rgb(data, max_pixels=limits.max_pixels, max_aspect=limits.max_aspect,
+                                      max_side=limits.max_side)
+    except steervit_io.ImageTooLargeError as err:
+        raise ApiError(413, str(err)) from err
+    except steervit_io.ImageError as err:
+        raise ApiError(400, str(err)) from err
 
 
 def check_prompts(prompts: list[str], limits: Limits) -> list[str]:
@@ -135,8 +125,9 @@ def check_gate_factor(text: str | None, default: float, limits: Limits) -> float
         value = float(text)
     except ValueError:
         raise ApiError(400, f"gate_factor must be a number, got {text[:40]!r}") from None
-    if not 0.0 <= value <= limits.max_gate_factor:  # also refuses nan
-        raise ApiError(400, f"gate_factor must be between 0 and {limits.max_gate_factor:g}, got {text[:40]}")
+    if not 0.0 <= value <= limits.max_gate_factor:  # also refuses nan and inf
+        raise ApiError(400, f"gate_factor must be a finite number between 0 and {limits.max_gate_factor:g}, "
+                            f"got {text[:40]}")
     return value
 
 

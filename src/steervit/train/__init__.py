@@ -8,9 +8,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__all__ = ["Trainer", "NonFiniteLossError", "build_model", "load_config", "TextCache", "build_text_cache",
-           "plot_curves", "read_metrics"]
-_WHERE = {"Trainer": "trainer", "NonFiniteLossError": "trainer", "build_model": "trainer",
+__all__ = ["Trainer", "NonFiniteLossError", "NoUsableSampleError", "build_model", "load_config", "TextCache",
+           "build_text_cache", "plot_curves", "read_metrics"]
+_WHERE = {"Trainer": "trainer", "NonFiniteLossError": "trainer", "NoUsableSampleError": "trainer",
+          "build_model": "trainer",
           "load_config": "config", "TextCache": "text_cache", "build_text_cache": "text_cache",
           "plot_curves": "metrics", "read_metrics": "metrics"}
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import load_config
     from .metrics import plot_curves, read_metrics
     from .text_cache import TextCache, build_text_cache
-    from .trainer import NonFiniteLossError, Trainer, build_model
+    from .trainer import NonFiniteLossError, NoUsableSampleError, Trainer, build_model
 
 
 def __getattr__(name: str):  # lazy, so `steervit --help` does not import torch through here

@@ -51,7 +51,7 @@ def _setup_logging(main_process: bool) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from . import distributed
     from .config import check_config, load_config
-    from .trainer import NonFiniteLossError, Trainer
+    from .trainer import NonFiniteLossError, NoUsableSampleError, Trainer
 
     cfg = load_config(args.config, args.overrides)
     check_config(cfg)  # before joining the process group, so a typo fails fast everywhere
@@ -60,7 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         trainer = Trainer(cfg, dist_info=info)
         summary = trainer.fit(resume=args.resume_from or args.resume)
-    except NonFiniteLossError as err:
+    except (NonFiniteLossError, NoUsableSampleError) as err:
         print(f"steervit: training stopped: {err}", file=sys.stderr)
         return EXIT_ERROR
     finally:

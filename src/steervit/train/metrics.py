@@ -2,7 +2,8 @@
 
 `metrics.jsonl` has one JSON object per line, `{"step", "split": "train" | "val", ...numbers}`, so
 curves can be plotted with nothing installed; `plot_curves(run_dir)` draws them with matplotlib.
-Only rank 0 creates a `MetricsLog`.
+Only rank 0 creates a `MetricsLog`. A process killed mid-write can leave the last line cut short:
+readers drop such a trailing line with a warning; an unreadable line before it is an error.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import logging
 import math
 from pathlib import Path
 from typing import Any, Mapping
+
+from ..io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +28,13 @@ class MetricsLog:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / METRICS_FILE
-        kept = []
         if resume_step is not None and path.exists():
             kept = [r for r in read_metrics(self.run_dir) if r.get("step", 0) <= resume_step]
-        self._file = open(path, "w", encoding="utf-8")
-        for row in kept:
-            self._file.write(json.dumps(row) + "\n")
+            with atomic_path(path) as tmp:  # a kill while rewriting keeps the old history
+                tmp.write_text("".join(json.dumps(row) + "\n" for row in kept), encoding="utf-8")
+            self._file = open(path, "a", encoding="utf-8")
+        else:
+            self._file = open(path, "w", encoding="utf-8")
         self._tb = None
         if tensorboard:
             try:
@@ -71,9 +75,25 @@ class MetricsLog:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The rows of `<run_dir>/metrics.jsonl`. An undecodable last line (the writer was killed
+    mid-line) is dropped with a warning; one before it is a `ValueError` naming file and line."""
     path = Path(run_dir) / METRICS_FILE
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = [(number, line) for number, line in enumerate(f, 1) if line.strip()]
+    rows = []
+    for i, (number, line) in enumerate(lines):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError(f"a JSON {type(row).__name__}, not an object")
+        except ValueError as err:  # json.JSONDecodeError is a ValueError
+            if i == len(lines) - 1:
+                log.warning("%s: dropping line %d, its last, cut short by an interrupted write: %s",
+                            path, number, err)
+                break
+            raise ValueError(f"{path}, line {number}: not a metrics row ({err}); fix or delete that line") from err
+        rows.append(row)
+    return rows
 
 
 def plot_curves(run_dir: str | Path, out: str | Path | None = None) -> Path:
@@ -83,8 +103,6 @@ def plot_curves(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ..io import atomic_path
 
     rows = read_metrics(run_dir)
 

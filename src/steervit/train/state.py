@@ -3,10 +3,13 @@
 A checkpoint holds the trainable weights, optimiser and scheduler states, the step, the data
 position (epoch and global samples drawn in it), the best validation score so far, the RNG states
 and the run config. Files are written atomically (temp file + rename), so a crash mid-write keeps
-the previous file, and read with `weights_only=True`, so loading one never runs code.
+the previous file, and read with `weights_only=True`, so loading one never runs code. A write that
+fails (a full disk) is one `CheckpointWriteError` naming the file; the temp files that a killed write
+leaves behind are removed by `remove_stale_temp_files` when the next run starts in the folder.
 """
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import Any
@@ -16,8 +19,16 @@ import torch
 
 from ..io import atomic_path, require_file
 
+log = logging.getLogger(__name__)
+
 FORMAT = "steervit-train-state"
 VERSION = 1
+# What `atomic_path` names its temp files: `.<name>.<random>.tmp` beside the target.
+TEMP_PATTERN = ".*.tmp"
+
+
+class CheckpointWriteError(OSError):
+    """A training checkpoint could not be written (disk full, no permission); the previous file is kept."""
 
 
 def capture_rng() -> dict[str, Any]:
@@ -49,10 +60,41 @@ def _as_tuples(value):
 
 
 def save_state(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write `state` to `path` atomically; any failure to write is one clear `CheckpointWriteError`."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
+    try:
+        # Through a Python file, so that a failed write is an OSError (ENOSPC, ...) we can see: given
+        # a path, torch.save's zip writer fails with an opaque RuntimeError of its own.
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+    except (OSError, RuntimeError) as err:
+        failed = _os_error(err)
+        if failed is None:
+            raise
+        kept = f"the previous {path.name} is kept" if path.exists() else "no previous checkpoint existed"
+        raise CheckpointWriteError(f"could not write the training checkpoint {path}: {failed.strerror or failed} "
+                                   f"({kept}); once it can be written, continue with --resume") from err
     return path
+
+
+def _os_error(err: BaseException | None) -> OSError | None:
+    """The OSError behind `err`, if any: torch.save, closing its zip after our file's write failed,
+    raises a RuntimeError whose context is that OSError."""
+    while err is not None and not isinstance(err, OSError):
+        err = err.__cause__ or err.__context__
+    return err
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the `atomic_path` temp files in `folder` that a killed process left; returns them.
+
+    Only for a folder no other process is writing into (a run folder at the start of its run)."""
+    folder = Path(folder)
+    stale = [p for p in folder.glob(TEMP_PATTERN) if p.is_file()] if folder.is_dir() else []
+    for path in stale:
+        log.info("removing %s, left by an interrupted write", path)
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def load_state(path: str | Path) -> dict[str, Any]:

@@ -6,12 +6,15 @@
 One step: text states (from the cache, or the frozen encoder live) -> connector -> steered trunk ->
 head logits (B, N) -> soft cross-entropy against the mask pooled per patch (or, with
 `train.supervision=pointing`, a Gaussian at the box centre). Only the CA layers,
-connector and head are in the optimiser; the trunk and text encoder never get gradients.
+connector and head are in the optimiser (less `seg_head.bias`, see optim.py); the trunk and text
+encoder never get gradients. Samples that cannot teach anything (a blank expression, an empty mask)
+are dropped and counted by reason; an epoch with no usable sample at all stops the run.
 
 Run folder (`train.out_dir`, written by rank 0 only):
     config.yaml       the resolved run config
     metrics.jsonl     one line per log / validation (see metrics.py); tensorboard/ when installed
-    last.pt, best.pt  training checkpoints (see state.py), written atomically
+    last.pt, best.pt  training checkpoints (see state.py), written atomically; temp files that a
+                      killed write left behind are removed when the next run starts here
     best_model/, final_model/   `save_pretrained` exports, loadable with `SteerViT.from_pretrained`
 
 Distributed (torchrun): each rank draws its share of one global sample sequence, the loss is the
@@ -41,18 +44,24 @@ from .config import check_config, sources, to_model_config
 from .metrics import MetricsLog
 from .optim import build_optimizer, is_gate
 from .schedule import build_scheduler
-from .state import capture_rng, load_state, restore_rng, save_state
+from .state import capture_rng, load_state, remove_stale_temp_files, restore_rng, save_state
 from .text_cache import TextCache
 
 log = logging.getLogger(__name__)
 
 LAST, BEST = "last.pt", "best.pt"
-# Reasons a sample is dropped: the dataset's, plus a blank expression (nothing to encode).
-REASONS = (*SKIP_REASONS, "blank_expression", "unknown")
+EXPORTS = ("best_model", "final_model")
+# Reasons a sample is dropped: the dataset's, plus a blank expression (nothing to encode) and an
+# empty mask (a box outside the image, an all-black mask: nothing to point at).
+REASONS = (*SKIP_REASONS, "blank_expression", "empty_mask", "unknown")
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss or gradient became NaN/inf; the run stops before the bad update is applied."""
+
+
+class NoUsableSampleError(RuntimeError):
+    """A whole epoch was skipped: training on would never take a step (or log a meaningless loss 0)."""
 
 
 class SteeredLogits(nn.Module):
@@ -177,14 +186,28 @@ class Trainer:
         return states.to(self.device, torch.float32, non_blocking=True), mask.to(self.device)
 
     def _usable(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        """Drop samples with a blank expression (counted) and note the collate's skip counts."""
+        """The batch's usable images, targets and expressions; the collate's skips and ours counted."""
         self.skips.add(batch.get("skipped", {}))
-        images, masks, expressions = batch["images"], batch["masks"], list(batch["expressions"])
-        keep = [i for i, e in enumerate(expressions) if e.strip()]
-        if len(keep) < len(expressions):
-            self.skips["blank_expression"] += len(expressions) - len(keep)
-            images, masks, expressions = images[keep], masks[keep], [expressions[i] for i in keep]
-        return images, masks, expressions
+        keep, targets = self._keep(batch, self.skips)
+        if len(keep) == len(batch["expressions"]):  # no copy: the loader's pinned memory stays pinned
+            return batch["images"], targets, list(batch["expressions"])
+        return batch["images"][keep], targets[keep], [batch["expressions"][i] for i in keep]
+
+    def _keep(self, batch: dict, skips: SkipCounter) -> tuple[list[int], torch.Tensor]:
+        """Indices of the samples worth a loss term, and the whole batch's targets.
+
+        Dropped and counted in `skips`: a blank expression (nothing to encode), and an empty mask or
+        one that covers no patch: its all-zero target adds no loss, yet would count in the batch mean
+        and let a run of nothing but such samples "train" at loss 0."""
+        expressions = batch["expressions"]
+        if not expressions:
+            return [], batch["masks"].new_zeros(0, 0)
+        targets = self.targets(batch["masks"])
+        blank = [not e.strip() for e in expressions]
+        empty = (targets.sum(-1) <= 0).tolist()
+        skips.add({"blank_expression": sum(blank),
+                   "empty_mask": sum(e and not b for b, e in zip(blank, empty))})
+        return [i for i, (b, e) in enumerate(zip(blank, empty)) if not (b or e)], targets
 
     def _placeholder(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """A one-sample batch with an empty mask (zero target, zero loss, zero gradient): keeps a rank
@@ -205,7 +228,7 @@ class Trainer:
 
     def train_step(self, batch: dict) -> dict[str, float] | None:
         """One optimiser step on a collated batch; None when every sample of the global batch was skipped."""
-        images, masks, expressions = self._usable(batch)
+        images, targets, expressions = self._usable(batch)
         n_local = len(expressions)
         n_global = int(distributed.sum_floats([n_local], self.device)[0]) if self.dist.enabled else n_local
         if n_global == 0:
@@ -214,10 +237,10 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if n_local:
             states, text_mask = self.text_states(expressions)
-            images, masks = images.to(self.device, non_blocking=True), masks.to(self.device, non_blocking=True)
+            images, targets = images.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
         else:
             images, masks, states, text_mask = self._placeholder()
-        targets = self.targets(masks)
+            targets = self.targets(masks)
         with self._autocast():
             logits = self.net(images, states, text_mask)
         local_mean = soft_cross_entropy(logits, targets)
@@ -300,18 +323,17 @@ class Trainer:
         skipped = SkipCounter()
         for batch in loader:
             skipped.add(batch.get("skipped", {}))
-            keep = [i for i, e in enumerate(batch["expressions"]) if e.strip()]
-            skipped["blank_expression"] += len(batch["expressions"]) - len(keep)
+            keep, targets = self._keep(batch, skipped)
             if not keep:
                 continue
             expressions = [batch["expressions"][i] for i in keep]
             images = batch["images"][keep].to(self.device)
             masks = batch["masks"][keep].to(self.device)
+            targets = targets[keep].to(self.device)
             states, text_mask = self.text_states(expressions)
             with self._autocast():
                 logits = self.steered(images, states, text_mask).float()
             pmass = probability_mass(logits, masks, self.patch_size).double()  # the mask, whatever the supervision
-            targets = self.targets(masks)
             for s, name in enumerate(source_names):
                 idx = [j for j, i in enumerate(keep) if batch["sources"][i] == name]
                 if idx:
@@ -322,7 +344,7 @@ class Trainer:
         n_skipped = distributed.sum_floats([skipped.total()], self.device)[0]
         count = float(totals[:, 2].sum())
         if count == 0:
-            raise ValueError("no usable validation sample (all skipped?)")
+            raise ValueError(f"no usable validation sample ({int(n_skipped)} skipped; see the skipped-sample warnings)")
         result = {"loss": float(totals[:, 1].sum()) / count, "pmass_all": float(totals[:, 0].sum()) / count}
         per_source = {}
         for s, name in enumerate(source_names):
@@ -380,7 +402,12 @@ class Trainer:
             raise ValueError(f"{path} was trained with a global batch of {state['global_batch']}; this run has "
                              f"{self.global_batch} (batch_size x processes): the data position would not carry over")
         self.model.load_adapter_state_dict(state["adapter"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as err:  # e.g. a checkpoint from before seg_head.bias left the optimiser
+            raise ValueError(f"{path}: its optimiser state does not fit this run's parameter groups ({err}); "
+                             "it was written by another steervit version: start a new train.out_dir, "
+                             "with model.init_adapter set to an export of that run") from err
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.epoch, self.epoch_samples = state["step"], state["epoch"], state["epoch_samples"]
         self.best_metric = float(state["best_metric"])
@@ -418,6 +445,8 @@ class Trainer:
         val_sources = sorted({r.source for r in val_records})
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            for folder in (self.run_dir, *(self.run_dir / name for name in EXPORTS)):
+                remove_stale_temp_files(folder)
             OmegaConf.save(cfg, self.run_dir / "config.yaml", resolve=True)
             self._metrics = MetricsLog(self.run_dir, tensorboard=cfg.train.tensorboard, wandb_cfg=cfg.wandb,
                                        config=OmegaConf.to_container(cfg, resolve=True),
@@ -442,11 +471,13 @@ class Trainer:
         window = {"loss": 0.0, "images": 0.0, "steps": 0.0}
         started, paused = time.perf_counter(), 0.0  # paused: validation and saving, not training speed
         while self.step < cfg.train_iters:
-            sampler.set_epoch(self.epoch, start=self.epoch_samples // self.dist.world_size)
-            steps_before = self.step
+            self._roll_over_epoch(per_epoch)  # for a checkpoint from before the position rolled over itself
+            start, steps_before = self.epoch_samples, self.step
+            sampler.set_epoch(self.epoch, start=start // self.dist.world_size)
             finished_epoch = True
             for batch in loader:
                 self.epoch_samples += self.global_batch
+                self._roll_over_epoch(per_epoch)  # before any save: a checkpoint never sits at an epoch's end
                 out = self.train_step(batch)
                 if out is None:
                     continue
@@ -471,17 +502,25 @@ class Trainer:
                 if last:
                     finished_epoch = False
                     break
-            if finished_epoch:
-                if self.step == steps_before:
-                    raise RuntimeError(f"a whole epoch ({per_epoch} samples) gave no usable sample: check the "
-                                       "data paths (see the skipped-sample warnings)")
-                self.epoch, self.epoch_samples = self.epoch + 1, 0
+            if finished_epoch and start == 0 and self.step == steps_before:
+                raise self._no_usable_sample(per_epoch)
         bar.close()
         self.export("final_model")
         distributed.barrier()
         summary["step"] = self.step
         summary["best_pmass"] = self.best_metric
         return summary
+
+    def _roll_over_epoch(self, per_epoch: int) -> None:
+        """Once an epoch's draws are all consumed, the data position is the start of the next one."""
+        if self.epoch_samples >= per_epoch:
+            self.epoch, self.epoch_samples = self.epoch + 1, 0
+
+    def _no_usable_sample(self, per_epoch: int) -> NoUsableSampleError:
+        reasons = distributed.sum_floats([self.skips.get(r, 0) for r in REASONS], self.device)
+        counts = ", ".join(f"{r}={int(n)}" for r, n in zip(REASONS, reasons) if n) or "none counted"
+        return NoUsableSampleError(f"a whole epoch ({per_epoch} samples) gave no usable sample (skipped so far: "
+                                   f"{counts}): check the data paths and masks (see the skipped-sample warnings)")
 
     def _log_train(self, window: dict, elapsed: float, out: dict) -> dict[str, float]:
         reasons = distributed.sum_floats([self.skips.get(r, 0) for r in REASONS], self.device)
