@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Iterator, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 # Limits every image reader applies, from the header, before decoding (the server may be stricter).
 MAX_PIXELS = 64_000_000  # width x height; 8 bytes a pixel at most while decoding and converting

@@ -144,3 +144,21 @@ def test_resize_mask_keeps_labels():
     mask = np.array([[0, 3], [255, 7]])
     out = resize_mask(mask, 4)
     assert out.shape == (4, 4) and set(np.unique(out)) == {0, 3, 7, 255}
+
+
+def test_dense_benchmark_images_are_read_as_stored_so_labels_line_up(tmp_path):
+    """A JPEG with an EXIF rotation: retrieval reads it upright, dense benchmarks (labels in the
+    stored coordinates) read it as stored."""
+    import numpy as np
+    from PIL import Image
+
+    from steervit.evaluation.features import ImageRef
+
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :10] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray(pixels).save(path, exif=exif)
+    assert ImageRef.file(path).open().size == (20, 40)
+    assert ImageRef.file(path, upright=False).open().size == (40, 20)

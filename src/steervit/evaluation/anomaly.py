@@ -78,7 +78,7 @@ def anomaly_maps(model, samples: list[AnomalySample], prompts: list[str] | None,
         prompts = None  # every prompt gives the plain map exactly; averaging copies would only add rounding
     embedding = None if prompts is None else model.encode_text(prompts)
     maps = []
-    for x in batches([ImageRef.file(s.image) for s in samples], square_transform(model), batch_size, workers, desc):
+    for x in batches([ImageRef.file(s.image, upright=False) for s in samples], square_transform(model), batch_size, workers, desc):
         logits = model.segmentation_logits(x, embedding, cross=embedding is not None).float()
         scores = normalise(logits, how)
         if embedding is not None:

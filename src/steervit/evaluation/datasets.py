@@ -128,7 +128,8 @@ class VocSplit:
     classes: tuple[str, ...] = VOC_NAMES
 
     def image(self, image_id: str) -> ImageRef:
-        return ImageRef.file(self.root / "JPEGImages" / f"{image_id}.jpg", self.root)
+        # read as stored: VOC's label PNGs are in the JPEG's stored pixel coordinates
+        return ImageRef.file(self.root / "JPEGImages" / f"{image_id}.jpg", self.root, upright=False)
 
     def class_mask_path(self, image_id: str) -> Path:
         return self.root / "SegmentationClass" / f"{image_id}.png"

@@ -17,7 +17,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..io import atomic_path, decode_rgb, open_rgb, to_rgb
+from ..io import atomic_path, decode_rgb, open_rgb
+
+
+# Bumped whenever image reading changes what pixels a file gives (2: EXIF orientation, 16-bit
+# scaling), so features cached on disk by an older reader are never reused.
+READER_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -27,12 +32,15 @@ class ImageRef:
     key: str
     path: Path | None = None
     data: bytes | None = None
+    # False for images whose label maps are in the file's stored pixel coordinates (dense benchmarks):
+    # then the image is read as stored too, so labels and pixels line up whatever its EXIF says.
+    upright: bool = True
 
     @classmethod
-    def file(cls, path: str | Path, root: str | Path | None = None) -> "ImageRef":
+    def file(cls, path: str | Path, root: str | Path | None = None, *, upright: bool = True) -> "ImageRef":
         path = Path(path)
         key = path.relative_to(root).as_posix() if root is not None else path.as_posix()
-        return cls(key=key, path=path)
+        return cls(key=key, path=path, upright=upright)
 
     @classmethod
     def encoded(cls, data: bytes, name: str = "") -> "ImageRef":
@@ -41,8 +49,8 @@ class ImageRef:
     def open(self) -> Image.Image:
         """RGB, upright by its EXIF orientation, size-checked: steervit.io's reader, as every path."""
         if self.path is not None:
-            return open_rgb(self.path)
-        return decode_rgb(self.data, self.key)
+            return open_rgb(self.path, upright=self.upright)
+        return decode_rgb(self.data, self.key, upright=self.upright)
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -128,7 +136,7 @@ class FeatureCache:
     def key(self, model, kind: str, prompt: str | None, refs: Sequence[ImageRef], transform: str) -> str:
         fingerprint = self._fingerprints.setdefault(id(model), model_fingerprint(model))
         gate = None if prompt is None else model.gate_factor  # plain features ignore the gate
-        spec = json.dumps([fingerprint, kind, prompt, gate, transform, model.image_size,
+        spec = json.dumps([READER_VERSION, fingerprint, kind, prompt, gate, transform, model.image_size,
                            len(refs), refs_digest(refs)])
         return fingerprint + "/" + kind + "-" + hashlib.sha256(spec.encode()).hexdigest()[:24]
 

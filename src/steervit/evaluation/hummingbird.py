@@ -108,7 +108,7 @@ def evaluate(model, train: list[tuple[Path, Path]], val: list[tuple[Path, Path]]
         prompt = f"the {name}" if text else None
 
         def encode(split, indices):
-            refs = [ImageRef.file(split[i][0]) for i in indices]
+            refs = [ImageRef.file(split[i][0], upright=False) for i in indices]  # labels are as stored
             feats = dense_features(model, refs, prompt, transform, batch_size=batch_size, workers=workers)
             return feats, [resize_mask(read_label_png(split[i][1]), size) for i in indices]
 

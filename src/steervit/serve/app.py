@@ -18,7 +18,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict, dataclass
-from io import BytesIO
 from pathlib import Path
 
 from fastapi import FastAPI, Request
