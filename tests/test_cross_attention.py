@@ -18,6 +18,7 @@ def test_factorised_equals_direct(length):
     mask[2, 1:] = False  # only one real token
     direct = layer.forward_direct(x, text, mask)
     fact = layer.forward_factorised(x, text, mask)
+    # algebraically equal, but the products are associated differently: float32 rounding differs
     assert torch.allclose(direct, fact, atol=1e-5)
     g_direct = torch.autograd.grad(direct.square().sum(), list(layer.parameters()))
     g_fact = torch.autograd.grad(fact.square().sum(), list(layer.parameters()))
@@ -32,6 +33,7 @@ def test_padding_tokens_are_ignored():
     mask = torch.tensor([[True, True, False, False]])
     noisy = text.clone()
     noisy[0, 2:] = 1e3
+    # masked tokens get probability exactly 0, but the value tensors differ, so the kernels' sums can round differently
     for forward in (layer.forward_direct, layer.forward_factorised):
         assert torch.allclose(forward(x, text, mask), forward(x, noisy, mask), atol=1e-6)
 
