@@ -26,7 +26,7 @@ test: $(STAMP) assets
 	$(PY) -m pytest -q
 
 demo: $(STAMP) assets
-	$(PY) -m steervit.demo --out outputs/demo
+	$(VENV)/bin/steervit demo --out outputs/demo
 
 bench: $(STAMP)
 	$(PY) bench/inference.py

@@ -20,14 +20,9 @@ from steervit.cli import main
 from steervit.io import open_rgb
 from test_images import exif_jpeg, is_blue, is_red, strip_png
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-GOLDEN = SHARED / "golden"
-CHECKPOINT = GOLDEN / "official-tiny" / "steervit_official.pth"
-TRUNK = GOLDEN / "official-tiny" / "trunk.safetensors"
-TEXT_ENCODER = GOLDEN / "tiny-roberta"
-SIZE = 160  # the tiny checkpoint's resolution
+from support import GOLDEN, OFFICIAL as CHECKPOINT, TINY_ROBERTA as TEXT_ENCODER, TRUNK
 
-pytestmark = pytest.mark.skipif(not CHECKPOINT.is_file(), reason=f"golden files not found under {GOLDEN}")
+SIZE = 160  # the tiny checkpoint's resolution
 
 OFFLINE = ["--backbone-weights", str(TRUNK), "--text-encoder", str(TEXT_ENCODER)]
 MODEL = ["--model", str(CHECKPOINT), *OFFLINE]
@@ -71,11 +66,32 @@ def error_line(capsys) -> str:
 # ------------------------------------------------------------------------------ entry point
 def test_console_entry_point_runs():
     script = Path(sys.executable).with_name("steervit")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "steervit.cli"]
-    result = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    for name in ("heatmap", "embed", "convert", "info"):
-        assert name in result.stdout
+    for command in ([str(script)] if script.exists() else []) + [[sys.executable, "-m", "steervit"]]:
+        command = [command] if isinstance(command, str) else command
+        result = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        for name in ("heatmap", "embed", "convert", "info", "demo", "eval", "train", "data", "serve", "export"):
+            assert name in result.stdout
+
+
+def test_the_library_never_imports_the_command_line():
+    """Only steervit.cli (and the `python -m` entry points) may import steervit.cli."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "src" / "steervit"
+    offenders = []
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root)
+        if rel.parts[0] == "cli" or rel.name == "__main__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                target = "." * node.level + (node.module or "")
+                if target in ("steervit.cli", "..cli", ".cli") or target.startswith(("steervit.cli.", "..cli.", ".cli.")):
+                    offenders.append(str(rel))
+            elif isinstance(node, ast.Import) and any(a.name.startswith("steervit.cli") for a in node.names):
+                offenders.append(str(rel))
+    assert offenders == []
 
 
 # ------------------------------------------------------------------------------ heatmap
@@ -185,8 +201,7 @@ def test_convert_round_trip_gives_identical_outputs(tmp_path, capsys, golden_ima
     if not with_text_encoder:  # the checkpoint's own name is kept
         assert config["text_encoder"] == "tiny-roberta"
 
-    # Both models fresh: the text encoder's per-prompt cache keeps states from whichever batch first
-    # encoded a prompt, which differ from another batch's in the last bits.
+    # Both models load the same weights and run the same operations in the same order: equal exactly.
     original = SteerViT.from_pretrained(CHECKPOINT, backbone_weights=TRUNK, text_encoder=TEXT_ENCODER)
     converted = SteerViT.from_pretrained(out_dir, backbone_weights=TRUNK, text_encoder=TEXT_ENCODER)
     texts = json.loads((GOLDEN / "official-tiny" / "inputs.json").read_text())["texts"]
@@ -201,11 +216,11 @@ def test_convert_round_trip_gives_identical_outputs(tmp_path, capsys, golden_ima
 def test_info_prints_layers_gates_and_sizes(capsys, model):
     assert main(["info", str(CHECKPOINT), *OFFLINE]) == 0
     out = capsys.readouterr().out
-    assert "cross-attention layers: [1, 3, 5]" in out
+    assert "cross-attention (early fusion): before block 1, before block 3, before block 5" in out
     assert "test_vit" in out and "width 64" in out and "depth 6" in out and "patch size 16" in out
     assert "image size 160" in out and "(width 48)" in out
     for block, raw in ((1, 0.7), (3, -0.4), (5, 1.1)):  # the golden checkpoint's gates
-        assert f"block {block} attn_gate: raw {raw:.4f}  tanh {math.tanh(raw):.4f}" in out
+        assert f"before block {block} attn_gate: raw {raw:.4f}  tanh {math.tanh(raw):.4f}" in out
     trainable = sum(p.numel() for p in model.trainable_parameters().values())
     assert f"trainable:    {trainable:,}" in out
     assert f"frozen trunk: {sum(p.numel() for p in model.trunk.parameters()):,}" in out
@@ -309,14 +324,12 @@ def test_heatmap_shows_a_photo_upright_by_its_exif_orientation(tmp_path, capsys)
 @pytest.fixture()
 def no_model_load(monkeypatch):
     """Fail the test if a command gets as far as loading a model."""
-    import steervit.cli
-    import steervit.export_cli
+    import steervit.loading
 
-    def refuse(args):
+    def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the bad input was found")
 
-    monkeypatch.setattr(steervit.cli, "load_model", refuse)
-    monkeypatch.setattr(steervit.export_cli, "load_model", refuse)
+    monkeypatch.setattr(steervit.loading, "load_model", refuse)
 
 
 def test_unwritable_outputs_fail_in_one_line_before_the_model_loads(tmp_path, capsys, no_model_load):
@@ -415,3 +428,21 @@ def test_colormaps_and_overlay():
     labelled = ov.add_label(image, "a very long label that cannot fit into thirty pixels")
     assert labelled.size == image.size and not np.array_equal(np.asarray(labelled), np.asarray(image))
     assert ov.hstack([image, labelled]).size == (60, 20)
+
+
+def test_info_names_late_fusion_layers_after_the_trunk(tmp_path, capsys):
+    """Late-fusion layers run after the last block: info says so, not 'block 0'."""
+    from safetensors.torch import save_file
+
+    from support import make_tiny_model
+
+    model = make_tiny_model(fusion="late")
+    model.save_pretrained(tmp_path / "late")
+    save_file({k: v.contiguous() for k, v in model.trunk.state_dict().items()}, str(tmp_path / "trunk.safetensors"))
+    args = ["info", str(tmp_path / "late"), "--backbone-weights", str(tmp_path / "trunk.safetensors"),
+            "--text-encoder", str(TEXT_ENCODER)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    k = len(model.late_layers)
+    assert f"cross-attention (late fusion): after the trunk, 1 of {k}" in out
+    assert "block 0" not in out and f"after the trunk, {k} of {k} attn_gate" in out

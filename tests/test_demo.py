@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from PIL import Image
 
 from steervit import demo
 
@@ -28,6 +29,8 @@ def test_demo_writes_overlays_and_index(golden_model, tmp_path):
     assert [r["prompt"] for r in rows] == scenes[0].prompts
     assert all(0.0 <= r["mass"] <= 1.0 for r in rows)
     assert all((tmp_path / r["file"]).is_file() for r in rows)
+    with Image.open(tmp_path / rows[0]["file"]) as figure:  # image | head | steered | plain, side by side
+        assert figure.size == (4 * golden_model.image_size, golden_model.image_size)
     page = index.read_text()
     assert all(r["file"] in page for r in rows) and "the scenes are made" in page
     json.dumps(rows)

@@ -17,9 +17,12 @@ DEFAULT_TEXT_ENCODER = "roberta-large"
 # The published configs list every other block from 1 up to 25; blocks past the trunk's depth are ignored.
 PUBLISHED_CROSS_ATTN_LAYERS = tuple(range(1, 26, 2))
 FUSIONS = ("early", "late")
-GATES = ("tanh", "tanh_normal", "sigmoid", "none")
+GATE_KINDS = ("tanh", "tanh_normal", "sigmoid", "none")
 CONNECTORS = ("mlp", "linear")
 PLACEMENTS = ("every_other", "early", "middle", "late")
+# Field metadata key: the field is filled in when the model is built (or its weights are known),
+# not chosen by whoever configures a model (see `user_fields`).
+FILLED_IN = "filled_in"
 
 
 @dataclass
@@ -28,7 +31,7 @@ class SteerViTConfig:
 
     trunk: str = DEFAULT_TRUNK
     image_size: int = 336
-    text_encoder: str = DEFAULT_TEXT_ENCODER
+    text_encoder: str = DEFAULT_TEXT_ENCODER  # Hugging Face id or a local folder (offline)
     # Block indices (0-based) that get a gated cross-attention layer before their self-attention,
     # or a placement preset: "every_other" (None: 1, 3, 5, ...), "early", "middle", "late" (the same
     # number of layers, depth // 2, on consecutive blocks of the first half / the middle / the last half).
@@ -43,9 +46,9 @@ class SteerViTConfig:
     gate: str = "tanh"  # "tanh" (zero-init) | "tanh_normal" | "sigmoid" | "none" (ungated residual)
     connector: str = "mlp"  # "mlp" | "linear"
     # Width of the text encoder's hidden states; filled in when the model is built.
-    text_dim: int | None = None
+    text_dim: int | None = dataclasses.field(default=None, metadata={FILLED_IN: True})
     # Identity of the frozen parts, filled in when known (e.g. a sha256 of the trunk weights file).
-    trunk_weights_sha256: str | None = None
+    trunk_weights_sha256: str | None = dataclasses.field(default=None, metadata={FILLED_IN: True})
 
     def __post_init__(self) -> None:
         if self.pooling not in ("cls", "mean"):
@@ -54,7 +57,7 @@ class SteerViTConfig:
             raise ValueError(f"image_size must be positive, got {self.image_size}")
         if self.cross_attn_heads <= 0 or self.cross_attn_head_dim <= 0:
             raise ValueError("cross_attn_heads and cross_attn_head_dim must be positive")
-        for name, value, allowed in (("fusion", self.fusion, FUSIONS), ("gate", self.gate, GATES),
+        for name, value, allowed in (("fusion", self.fusion, FUSIONS), ("gate", self.gate, GATE_KINDS),
                                      ("connector", self.connector, CONNECTORS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -143,6 +146,11 @@ class SteerViTConfig:
 
 
 _REQUIRED = object()
+
+
+def user_fields() -> tuple[dataclasses.Field, ...]:
+    """The fields whoever configures a model chooses: all but those filled in when it is built."""
+    return tuple(f for f in dataclasses.fields(SteerViTConfig) if not f.metadata.get(FILLED_IN))
 
 
 @functools.cache

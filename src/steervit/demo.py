@@ -1,4 +1,4 @@
-"""`make demo`: the bundled model on example scenes, several prompts each, as overlays and a web page.
+"""`steervit demo` (what `make demo` runs): the bundled model on example scenes, several prompts each, as overlays and a web page.
 
 The scenes are made from real photos (scikit-image, imgaug's quokka, Fashion-MNIST products) pasted
 with exact masks, so each prompt's heatmap can be scored: the share of its mass on the named object.
@@ -6,9 +6,7 @@ The photos are real, the scenes are made.
 """
 from __future__ import annotations
 
-import argparse
 import html
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +17,6 @@ from PIL import Image
 from . import overlay
 from .losses import probability_mass
 
-FASHION_TEST_INDEX = {"sneaker": 7, "bag": 8, "trousers": 1, "dress": 3, "ankle boot": 9}
 
 
 @dataclass
@@ -88,12 +85,11 @@ def run(model, scenes: list[DemoScene], out: Path) -> list[dict]:
         mass = probability_mass(logits, masks, model.patch_size)
         view = picture.resize(tuple(images.shape[-2:][::-1]))
         for p, prompt in enumerate(scene.prompts):
-            panels = [overlay.add_label(view, prompt),
-                      overlay.add_label(overlay.overlay(view, heat[p].numpy()), f"head heatmap ({mass[p]:.0%} on it)"),
-                      overlay.add_label(overlay.overlay(view, attn[p].numpy()), "attention, steered"),
-                      overlay.add_label(overlay.overlay(view, plain_attn.numpy()), "attention, plain")]
+            figure = overlay.four_panels(view, prompt, heat[p], attn[p], plain_attn,
+                                         head_label=f"head heatmap ({mass[p]:.0%} on it)",
+                                         steered_label="attention, steered", plain_label="attention, plain")
             path = out / f"scene{s}_prompt{p}.png"
-            overlay.hstack(panels).save(path)
+            figure.save(path)
             rows.append({"scene": scene.name, "prompt": prompt, "mass": float(mass[p]), "file": path.name})
     return rows
 
@@ -114,26 +110,3 @@ def write_index(rows: list[dict], out: Path, model_name: str) -> Path:
     path = out / "index.html"
     path.write_text(page)
     return path
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .model import SteerViT
-    from .pretrained import DEFAULT_MODEL
-
-    parser = argparse.ArgumentParser(prog="python -m steervit.demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    model = SteerViT.from_pretrained(args.model).eval()
-    rows = run(model, build_scenes(), args.out)
-    index = write_index(rows, args.out, args.model)
-    width = max(len(r["prompt"]) for r in rows)
-    for r in rows:
-        print(f"  {r['scene']:<22} {r['prompt']:<{width}}  {r['mass']:6.1%} of the heatmap on the named object")
-    print(f"wrote {len(rows)} overlays and {index} in {time.perf_counter() - start:.0f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

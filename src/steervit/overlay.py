@@ -94,6 +94,39 @@ def add_label(image: Image.Image, text: str) -> Image.Image:
     return image
 
 
+# The panel labels of `steervit heatmap` and the server.
+HEAD_LABEL = "head heatmap"
+STEERED_LABEL = "attention (steered)"
+PLAIN_LABEL = "attention (plain)"
+
+
+def as_heat(heat) -> np.ndarray:
+    """An (H, W) map as a float32 array; a torch tensor (any device or dtype) is copied to the CPU."""
+    if hasattr(heat, "detach"):  # duck-typed, so this module needs no torch
+        heat = heat.detach().float().cpu().numpy()
+    return np.asarray(heat, dtype=np.float32)
+
+
+def heat_panel(picture: Image.Image, heat, label: str, *, alpha: float = 0.5,
+               cmap: str = "turbo") -> Image.Image:
+    """One panel: `heat` (array or tensor) coloured over `picture`, with `label` in the corner."""
+    return add_label(overlay(picture, as_heat(heat), alpha, cmap), label)
+
+
+def four_panels(picture: Image.Image, caption: str, head, steered, plain, *, alpha: float = 0.5,
+                cmap: str = "turbo", head_label: str = HEAD_LABEL, steered_label: str = STEERED_LABEL,
+                plain_label: str = PLAIN_LABEL) -> Image.Image:
+    """The figure for one (image, prompt), side by side: the picture captioned `caption` | the head
+    heatmap | the prompt-steered attention | the plain (unprompted) attention, each labelled.
+
+    `head`, `steered` and `plain` are (H, W) maps (arrays or tensors), resized to the picture."""
+    def panel(heat, label: str) -> Image.Image:
+        return heat_panel(picture, heat, label, alpha=alpha, cmap=cmap)
+
+    return hstack([add_label(picture, caption), panel(head, head_label), panel(steered, steered_label),
+                   panel(plain, plain_label)])
+
+
 def hstack(images: Sequence[Image.Image]) -> Image.Image:
     """Place images side by side (top-aligned) on a black canvas."""
     width = sum(im.width for im in images)
@@ -104,10 +137,3 @@ def hstack(images: Sequence[Image.Image]) -> Image.Image:
         canvas.paste(im, (x, 0))
         x += im.width
     return canvas
-
-
-def denormalize(chw: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> Image.Image:
-    """A normalised (3, H, W) model input back to a displayable RGB image."""
-    chw = np.asarray(chw, dtype=np.float32)
-    rgb = chw * np.asarray(std, dtype=np.float32)[:, None, None] + np.asarray(mean, dtype=np.float32)[:, None, None]
-    return Image.fromarray((rgb.transpose(1, 2, 0).clip(0, 1) * 255).round().astype(np.uint8))

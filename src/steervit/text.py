@@ -20,7 +20,7 @@ from torch import nn
 MAX_TEXT_TOKENS = 512  # the published tokenizer call: padding, truncation, max_length=512
 
 
-def check_prompts(prompts: Sequence[str]) -> list[str]:
+def check_prompt_list(prompts: Sequence[str]) -> list[str]:
     """Reject what cannot be a prompt: non-strings and empty or blank strings."""
     if isinstance(prompts, str):
         raise TypeError("prompts must be a list of strings, not a single string")
@@ -70,7 +70,7 @@ class TextEncoder(nn.Module):
         return self
 
     def tokenize(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
-        prompts = check_prompts(prompts)
+        prompts = check_prompt_list(prompts)
         batch = self.tokenizer(
             prompts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
@@ -87,7 +87,7 @@ class TextEncoder(nn.Module):
     @torch.no_grad()
     def encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token states (P, L, d_t) and mask (P, L), padded to the longest prompt; cached per prompt."""
-        prompts = check_prompts(prompts)
+        prompts = check_prompt_list(prompts)
         found = {p: self._cache[p] for p in prompts if p in self._cache}
         missing = [p for p in dict.fromkeys(prompts) if p not in found]
         if missing:

@@ -75,14 +75,3 @@ class Preprocessing:
         chw = np.asarray(chw, dtype=np.float32)
         rgb = chw * np.asarray(self.std, np.float32)[:, None, None] + np.asarray(self.mean, np.float32)[:, None, None]
         return Image.fromarray((rgb.transpose(1, 2, 0).clip(0, 1) * 255).round().astype(np.uint8))
-
-
-def normalization(trunk) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(mean, std) the trunk expects."""
-    config = resolve_data_config({}, model=trunk)
-    return tuple(config["mean"]), tuple(config["std"])
-
-
-def create_transforms(trunk, image_size: int, crop: bool = True):
-    """PIL image (any mode) -> normalised (3, S, S) tensor; see `Preprocessing.transform`."""
-    return Preprocessing.from_trunk(trunk, image_size).transform(crop)

@@ -71,8 +71,9 @@ def test_steer_gives_overlays_that_differ_between_prompts(client):
     assert stats["attention_change"] > 0
 
 
-def test_gate_factor_zero_makes_steered_equal_plain(client):
+def test_gate_factor_zero_makes_steered_equal_plain(client, serve_model):
     answer = steer(client, ["the bright square", "the corner"], gate=0, image=png_bytes(2)).json()
+    assert serve_model.gate_factor == 1.0  # passed per call: the shared model is left as it was
     plain = decode_data_url(answer["plain_attention"])
     for result in answer["results"]:
         steered = decode_data_url(result["attention"])

@@ -48,7 +48,7 @@ def test_user_errors_are_one_line(tmp_path, manifest, capsys):
 
 
 def test_python_m_steervit_train_has_the_same_options(capsys):
-    from steervit.train.cli import main as train_main
+    from steervit.cli.train import main as train_main
 
     with pytest.raises(SystemExit):
         train_main(["--help"])

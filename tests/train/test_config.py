@@ -1,12 +1,16 @@
 """Presets, overrides, the published-config translation, the schedule and the optimiser groups."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from steervit.train.config import PRESETS, load_config, to_model_config
+from steervit.config import FILLED_IN, SteerViTConfig
+from steervit.train.config import PRESETS, from_published, load_config, to_model_config
 from steervit.train.optim import build_optimizer
 from steervit.train.schedule import WarmupCosine, build_scheduler
 from support import make_tiny_model
@@ -69,6 +73,40 @@ def test_published_training_config_is_translated(tmp_path):
     assert (m.use_ffn, m.ffn_mult, m.text_encoder, cfg.seed) == (True, 4, "roberta-base", 7)
     assert (cfg.train.batch_size, cfg.train.train_iters, cfg.eval.batch_size) == (6, 1000, 8)
     assert (cfg.train.optim.lr, cfg.train.optim.weight_decay, cfg.train.optim.warmup_iters) == (1e-4, 0.05, 10)
+
+
+def test_model_section_is_the_model_config_plus_run_options():
+    """Every user-settable SteerViTConfig field is in the run config with the model's own default."""
+    cfg_model = load_config().model
+    settable = [f for f in dataclasses.fields(SteerViTConfig) if not f.metadata.get(FILLED_IN)]
+    assert {f.name for f in settable} >= {"trunk", "image_size", "text_encoder", "cross_attn_layers", "gate"}
+    assert {f.name for f in dataclasses.fields(SteerViTConfig)} - {f.name for f in settable} == {
+        "text_dim", "trunk_weights_sha256"}
+    defaults = SteerViTConfig()
+    for f in settable:
+        assert f.name in cfg_model and cfg_model[f.name] == getattr(defaults, f.name), f.name
+    assert cfg_model.image_size == 336
+    assert "text_dim" not in cfg_model and "trunk_weights_sha256" not in cfg_model
+    run_only = set(cfg_model) - {f.name for f in settable}
+    assert run_only == {"backbone_weights", "pretrained_trunk", "init_adapter", "grad_checkpointing"}
+    assert to_model_config(load_config()) == SteerViTConfig()
+
+
+def test_model_config_translations_leave_their_input_alone():
+    cfg = load_config("smoke", ["model.cross_attn_layers=[3,1]", "model.gate=sigmoid"])
+    before = OmegaConf.to_container(cfg)
+    model = to_model_config(cfg)
+    assert (model.cross_attn_layers, model.gate) == ([1, 3], "sigmoid")
+    model.cross_attn_layers.append(5)
+    assert OmegaConf.to_container(cfg) == before
+    published = {"vision_encoder": {"model_name": "vit_small_patch14_dinov2.lvd142m", "cross_attn_layers": [5, 1]},
+                 "text_encoder": "roberta-base"}
+    kept = copy.deepcopy(published)
+    out = from_published(published)
+    assert out["model"]["cross_attn_layers"] == [1, 5]
+    out["model"]["cross_attn_layers"].append(7)
+    assert published == kept
+    assert SteerViTConfig().cross_attn_layers is None and SteerViTConfig().image_size == 336
 
 
 def test_paper_schedule_warmup_cosine_constant():

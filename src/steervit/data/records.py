@@ -102,13 +102,13 @@ def decode_mask(spec: MaskSpec, width: int, height: int) -> np.ndarray:
     if isinstance(spec, PolygonMask):
         return _polygons_to_array(spec.polygons, width, height)
     if isinstance(spec, RleMask):
-        return _fit(_rle_to_array(spec.rle), width, height)
+        return _mask_to_size(_rle_to_array(spec.rle), width, height)
     if isinstance(spec, PngMask):  # steervit.io's reader: size checked first; as stored, like all annotations
-        return _fit(pil_to_bool(open_image(spec.path)), width, height)
+        return _mask_to_size(pil_to_bool(open_image(spec.path)), width, height)
     if isinstance(spec, PngBytesMask):
-        return _fit(pil_to_bool(open_image(spec.data)), width, height)
+        return _mask_to_size(pil_to_bool(open_image(spec.data)), width, height)
     if isinstance(spec, ImageMask):
-        return _fit(pil_to_bool(spec.image), width, height)
+        return _mask_to_size(pil_to_bool(spec.image), width, height)
     raise TypeError(f"not a mask spec: {type(spec).__name__}")
 
 
@@ -125,7 +125,7 @@ def pil_to_bool(image: Image.Image) -> np.ndarray:
     return arr >= 128 if arr.size and arr.max() > 1 else arr != 0
 
 
-def _fit(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+def _mask_to_size(mask: np.ndarray, width: int, height: int) -> np.ndarray:
     if mask.shape == (height, width):
         return mask
     resized = Image.fromarray(mask.astype(np.uint8) * 255).resize((width, height), Image.NEAREST)

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from .features import FeatureCache, ImageRef, batches, global_features
-from .report import markdown_table
 
 PAPER = {"DINOv2 SteerViT divergence": {"block 9": 0.27, "block 10": 0.39}}
 
@@ -71,42 +70,24 @@ def divergence(model, refs: list[ImageRef], prompts: list[str] | None, *, batch_
     }
 
 
-def divergence_inputs(args) -> tuple[list[ImageRef], list[str] | None]:
-    """Images and one prompt each: COCO with a random present object, or a folder with --prompt."""
+def divergence_inputs(root: Path, *, prompt: str | None = None, max_images: int = 200, seed: int = 0,
+                      text: bool = True) -> tuple[list[ImageRef], list[str] | None]:
+    """Images and one prompt each: COCO with a random present object (or `prompt`), or a folder with
+    `prompt`. Prompts are None for the plain-trunk baseline (`text=False`)."""
     from .datasets import read_coco_objects, read_labelled_images, sample
 
-    root = Path(args.data)
+    root = Path(root)
     if (root / "annotations").is_dir():
-        items = sample(read_coco_objects(root), args.max_images, args.seed)
-        rng = random.Random(args.seed)
+        items = sample(read_coco_objects(root), max_images, seed)
+        rng = random.Random(seed)
         refs = [ref for ref, _ in items]
-        prompts = [args.prompt or f"the {rng.choice(names)}" for _, names in items]
+        prompts = [prompt or f"the {rng.choice(names)}" for _, names in items]
     else:
-        refs = sample(read_labelled_images(root).refs, args.max_images, args.seed)
-        if not args.prompt and not args.no_text:
+        refs = sample(read_labelled_images(root).refs, max_images, seed)
+        if not prompt and text:
             raise ValueError("an image folder needs --prompt (COCO data picks a present object per image)")
-        prompts = [args.prompt or ""] * len(refs)
-    return refs, None if args.no_text else prompts
-
-
-def divergence_command(args) -> int:
-    from ..cli import load_model
-    from .plots import divergence_plot
-    from .report import setup, write_results
-
-    refs, prompts = divergence_inputs(args)
-    model = load_model(args)
-    results = divergence(model, refs, prompts, batch_size=args.batch_size, workers=args.workers)
-    results["setup"] = setup(args, model, prompt=args.prompt, max_images=args.max_images, seed=args.seed)
-    rows = [[b, c, p] for b, c, p in zip(results["blocks"], results["cls"], results["patches"])]
-    rows.append(["final norm", results["final_norm"]["cls"], results["final_norm"]["patches"]])
-    path = write_results(args.out, results, markdown_table(["block", "CLS", "patch mean"], rows, digits=4))
-    plot = divergence_plot(Path(args.out) / "divergence.png", results["blocks"],
-                           {"CLS token": results["cls"], "patch tokens": results["patches"]},
-                           results["cross_attn_blocks"])
-    print(path)
-    print(plot)
-    return 0
+        prompts = [prompt or ""] * len(refs)
+    return refs, prompts if text else None
 
 
 # ------------------------------------------------------------------------------------ embedding map
@@ -155,35 +136,3 @@ def embedding_map(model, refs: list[ImageRef], labels: list[int], prompts: list[
         coords[name], used = project(feats, method, seed)
         panels[name] = {"method": used, "nn_accuracy": nn_accuracy(feats, labels)}
     return panels, coords
-
-
-def map_command(args) -> int:
-    from ..cli import load_model, slug
-    from .datasets import read_labelled_images, sample
-    from .plots import embedding_panel
-    from .report import setup, write_results
-
-    data = read_labelled_images(args.data)
-    keep = sample(list(range(len(data.refs))), args.max_images, args.seed)
-    refs, labels = [data.refs[i] for i in keep], [data.labels[i] for i in keep]
-    model = load_model(args)
-    panels, coords = embedding_map(model, refs, labels, args.prompt, text=not args.no_text, method=args.method,
-                                   seed=args.seed, batch_size=args.batch_size, workers=args.workers,
-                                   cache=FeatureCache(args.cache))
-    out = Path(args.out)
-    for name, panel in panels.items():
-        file = out / f"map_{'plain' if name == 'plain' else slug(name)}.png"
-        title = f"{name} (no text: plain)" if args.no_text and name != "plain" else name
-        embedding_panel(file, coords[name], labels, data.classes, f"{title} [{panel['method']}]")
-        panel["file"] = file.name
-        panel["coords"] = coords[name].tolist()
-    results = {"benchmark": "embedding-map", "images": len(refs), "classes": data.classes, "labels": labels,
-               "paths": [r.key for r in refs], "panels": panels}
-    results["setup"] = setup(args, model, prompts=args.prompt, method=args.method)
-    table = markdown_table(["panel", "method", "1-NN accuracy", "file"],
-                           [[n, p["method"], p["nn_accuracy"], p["file"]] for n, p in panels.items()])
-    path = write_results(out, results, table)
-    print(path)
-    for panel in panels.values():
-        print(out / panel["file"])
-    return 0

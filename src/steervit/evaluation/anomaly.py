@@ -128,25 +128,3 @@ def table(results: dict) -> str:
     rows = [[cat, c["images"], c["pixel_auroc"], c["pro"], c["f1_max"]] for cat, c in results["per_category"].items()]
     rows.append(["mean", "", *results["mean"].values()])
     return markdown_table(["category", "images", "pixel AUROC", "PRO", "F1-max"], rows)
-
-
-def command(args) -> int:
-    from ..cli import load_model
-    from .datasets import read_anomaly
-    from .report import fmt, setup, write_results
-
-    layout, categories = read_anomaly(args.data, args.layout)
-    if args.categories:
-        unknown = sorted(set(args.categories) - set(categories))
-        if unknown:
-            raise ValueError(f"unknown categories {unknown}; the data has {sorted(categories)}")
-        categories = {c: categories[c] for c in args.categories}
-    model = load_model(args)
-    results = evaluate(model, categories, text=not args.no_text, normalization=args.normalization,
-                       max_fpr=args.max_fpr, batch_size=args.batch_size, workers=args.workers)
-    results["setup"] = setup(args, model, layout=layout, normalization=args.normalization, max_fpr=args.max_fpr)
-    path = write_results(args.out, results, table(results))
-    print(path)
-    m = results["mean"]
-    print(f"anomaly ({layout}) pixel AUROC {fmt(m['pixel_auroc'])}, PRO {fmt(m['pro'])}, F1-max {fmt(m['f1_max'])}")
-    return 0

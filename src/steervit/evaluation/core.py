@@ -55,41 +55,75 @@ def evaluate(model, records: list[CoreRecord], *, text: bool = True, ks=(1, 5, 1
     check_ks(by_scene, ks)
     per_scene, per_object, wrong_scene = {}, {}, {}
     for scene, rows in sorted(by_scene.items()):
-        prompts = scene_prompts(rows)
-        objects = list(prompts)
-        labels = np.array([r.object for r in rows])
-        ids = np.array([r.image_id for r in rows])
-        feats = global_features(model, [r.image for r in rows], list(prompts.values()) if text else None,
-                                batch_size=batch_size, workers=workers, cache=cache, desc=f"CORE {scene}")
+        objects, per_scene[scene], wrong = score_scene(model, scene, rows, ks, text=text, wrong_prompt=wrong_prompt,
+                                                       batch_size=batch_size, workers=workers, cache=cache)
+        per_object.update(objects)
+        if wrong is not None:
+            wrong_scene[scene] = wrong
+    return aggregate(per_scene, per_object, wrong_scene, ks)
 
-        def under(j):  # features of the scene under object j's prompt
-            return feats[:, j] if text else feats
 
-        scores, wrong, counts = [], [], []
-        for j, obj in enumerate(objects):
-            queries = labels == obj
-            result = core_precision_at_k(under(j).numpy(), labels, ids, ks, queries)
-            per_object[f"{scene}/{obj}"] = {"prompt": prompts[obj], "queries": int(queries.sum()),
-                                            **{f"P@{k}": 100 * v for k, v in result.items()}}
-            scores.append(result)
-            counts.append(int(queries.sum()))
-            if wrong_prompt and len(objects) > 1:
-                others = [core_precision_at_k(under(i).numpy(), labels, ids, ks, queries)
-                          for i in range(len(objects)) if i != j]
-                wrong.append({k: float(np.mean([o[k] for o in others])) for k in ks})
-        per_scene[scene] = {"queries": sum(counts), "objects": len(objects),
-                            **{f"P@{k}": 100 * weighted_mean([s[k] for s in scores], counts) for k in ks}}
-        if wrong:
-            wrong_scene[scene] = {f"P@{k}": 100 * weighted_mean([w[k] for w in wrong], counts) for k in ks}
+def score_scene(model, scene: str, rows: list[CoreRecord], ks: list[int], *, text: bool, wrong_prompt: bool,
+                batch_size: int, workers: int, cache: FeatureCache | None) -> tuple[dict, dict, dict | None]:
+    """One scene: its per-object rows ("scene/object" -> P@k), its own row, and its wrong-prompt row
+    (None unless asked for and the scene has more than one object)."""
+    prompts = scene_prompts(rows)
+    objects = list(prompts)
+    feats = object_features(model, scene, rows, prompts, text=text, batch_size=batch_size, workers=workers,
+                            cache=cache)
+    labels = np.array([r.object for r in rows])
+    ids = np.array([r.image_id for r in rows])
+    scores = rank_scene(feats, labels, ids, objects, ks)
+    counts = [int((labels == obj).sum()) for obj in objects]
+    per_object = {f"{scene}/{obj}": {"prompt": prompts[obj], "queries": count, **_percent(score)}
+                  for obj, score, count in zip(objects, scores, counts)}
+    summary = {"queries": sum(counts), "objects": len(objects), **_percent(_weighted(scores, counts, ks))}
+    wrong = None
+    if wrong_prompt and len(objects) > 1:
+        wrong = _percent(_weighted(wrong_prompt_scene(feats, labels, ids, objects, ks), counts, ks))
+    return per_object, summary, wrong
 
+
+def object_features(model, scene: str, rows: list[CoreRecord], prompts: dict[str, str], *, text: bool,
+                    batch_size: int, workers: int, cache: FeatureCache | None) -> list[np.ndarray]:
+    """The scene's (N, D) features under each object's prompt, in `prompts` order (without text: the
+    same plain features for every object)."""
+    feats = global_features(model, [r.image for r in rows], list(prompts.values()) if text else None,
+                            batch_size=batch_size, workers=workers, cache=cache, desc=f"CORE {scene}")
+    if not text:
+        return [feats.numpy()] * len(prompts)
+    return [feats[:, j].numpy() for j in range(len(prompts))]
+
+
+def rank_scene(feats: list[np.ndarray], labels: np.ndarray, ids: np.ndarray, objects: list[str],
+               ks: list[int]) -> list[dict[int, float]]:
+    """{k: P@k} of each object's images as queries, ranked with features under that object's prompt."""
+    return [core_precision_at_k(feats[j], labels, ids, ks, labels == obj) for j, obj in enumerate(objects)]
+
+
+def wrong_prompt_scene(feats: list[np.ndarray], labels: np.ndarray, ids: np.ndarray, objects: list[str],
+                       ks: list[int]) -> list[dict[int, float]]:
+    """The wrong-prompt control: each object's queries ranked under every other object's prompt, as
+    {k: P@k} averaged over those prompts."""
+    out = []
+    for j, obj in enumerate(objects):
+        queries = labels == obj
+        others = [core_precision_at_k(feats[i], labels, ids, ks, queries) for i in range(len(objects)) if i != j]
+        out.append({k: float(np.mean([o[k] for o in others])) for k in ks})
+    return out
+
+
+def aggregate(per_scene: dict, per_object: dict, wrong_scene: dict, ks: list[int]) -> dict:
+    """The results document: overall (query-weighted) and unweighted means of the per-scene values."""
     weights = [s["queries"] for s in per_scene.values()]
+    keys = [f"P@{k}" for k in ks]
     results = {
         "benchmark": "core",
         "metric": "P@k, percent",
         "averaging": "overall = mean over all queries; per scene = mean over its queries; "
                      "mean_over_scenes = unweighted mean of the scenes",
-        "overall": {f"P@{k}": weighted_mean([s[f"P@{k}"] for s in per_scene.values()], weights) for k in ks},
-        "mean_over_scenes": {f"P@{k}": float(np.mean([s[f"P@{k}"] for s in per_scene.values()])) for k in ks},
+        "overall": _weighted(list(per_scene.values()), weights, keys),
+        "mean_over_scenes": {key: float(np.mean([s[key] for s in per_scene.values()])) for key in keys},
         "queries": sum(weights),
         "per_scene": per_scene,
         "per_object": per_object,
@@ -97,11 +131,19 @@ def evaluate(model, records: list[CoreRecord], *, text: bool = True, ks=(1, 5, 1
     }
     if wrong_scene:
         results["wrong_prompt"] = {
-            "overall": {f"P@{k}": weighted_mean([w[f"P@{k}"] for w in wrong_scene.values()],
-                                                [per_scene[s]["queries"] for s in wrong_scene]) for k in ks},
+            "overall": _weighted(list(wrong_scene.values()), [per_scene[s]["queries"] for s in wrong_scene], keys),
             "per_scene": wrong_scene,
         }
     return results
+
+
+def _weighted(rows: list[dict], weights: list[int], keys: list) -> dict:
+    """Per key, the `weights`-weighted mean of the rows' values."""
+    return {key: weighted_mean([r[key] for r in rows], weights) for key in keys}
+
+
+def _percent(scores: dict[int, float]) -> dict[str, float]:
+    return {f"P@{k}": 100 * v for k, v in scores.items()}
 
 
 def table(results: dict) -> str:
@@ -113,19 +155,3 @@ def table(results: dict) -> str:
     rows.append(["all", results["queries"], *(results["overall"][k] for k in ks)]
                 + ([results["wrong_prompt"]["overall"].get("P@1")] if wrong else []))
     return markdown_table(headers, rows)
-
-
-def command(args) -> int:
-    from ..cli import load_model
-    from .datasets import read_core
-    from .report import fmt, setup, write_results
-
-    records = read_core(args.data, args.split)
-    model = load_model(args)
-    results = evaluate(model, records, text=not args.no_text, ks=args.ks, wrong_prompt=args.wrong_prompt,
-                       batch_size=args.batch_size, workers=args.workers, cache=FeatureCache(args.cache))
-    results["setup"] = setup(args, model, split=args.split, ks=args.ks)
-    path = write_results(args.out, results, table(results))
-    print(path)
-    print("CORE " + ", ".join(f"{k} {fmt(v)}" for k, v in results["overall"].items()))
-    return 0

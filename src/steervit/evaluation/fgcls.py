@@ -105,27 +105,3 @@ def table(results: dict) -> str:
             for name, d in results["per_dataset"].items()]
     rows.append(["mean", "", "", "", results["mean"]])
     return markdown_table(["dataset", "prompt", "train", "test", "accuracy"], rows)
-
-
-def load(args, root: str | Path | None) -> dict[str, tuple[LabelledImages, LabelledImages]]:
-    """The datasets named by the command-line options (`root` holds them as sub-folders)."""
-    roots = find_datasets(root,
-                          {"imagewoof": args.imagewoof, "stanford_cars": args.stanford_cars,
-                           "waterbirds": args.waterbirds})
-    return {name: read_splits(name, root) for name, root in roots.items()}
-
-
-def command(args) -> int:
-    from ..cli import load_model
-    from .report import fmt, setup, write_results
-
-    data = load(args, args.data)
-    model = load_model(args)
-    results = evaluate(model, data, text=not args.no_text, epochs=args.epochs, lr=args.lr,
-                       probe_batch_size=args.probe_batch_size, seed=args.seed, batch_size=args.batch_size,
-                       workers=args.workers, cache=FeatureCache(args.cache))
-    results["setup"] = setup(args, model, datasets=list(data))
-    path = write_results(args.out, results, table(results))
-    print(path)
-    print(f"FG-CLS mean accuracy {fmt(results['mean'])}")
-    return 0

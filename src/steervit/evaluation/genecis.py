@@ -65,19 +65,3 @@ def evaluate(model, samples: list[GenecisSample], *, text: bool = True, conditio
 def table(results: dict) -> str:
     keys = [k for k in results if k.startswith("R@")]
     return markdown_table(["samples", *keys], [[results["samples"], *(results[k] for k in keys)]])
-
-
-def command(args) -> int:
-    from ..cli import load_model
-    from .datasets import read_genecis
-    from .report import fmt, setup, write_results
-
-    samples = read_genecis(args.data, args.images)
-    model = load_model(args)
-    results = evaluate(model, samples, text=not args.no_text, condition=args.condition,
-                       batch_size=args.batch_size, workers=args.workers)
-    results["setup"] = setup(args, model, images=str(args.images), condition=args.condition)
-    path = write_results(args.out, results, table(results))
-    print(path)
-    print("GeneCIS focus object " + ", ".join(f"R@{k} {fmt(results[f'R@{k}'])}" for k in (1, 2, 3)))
-    return 0

@@ -141,26 +141,3 @@ def table(results: dict) -> str:
     rows = [[name, v["iou"]] for name, v in results["per_class"].items()]
     rows.append(["mIoU", results["miou"]])
     return markdown_table(["class", "IoU"], rows)
-
-
-def options(args) -> dict:
-    return {"classes": parse_classes(args.classes), "bank_images": args.bank_images, "val_images": args.val_images,
-            "k": args.k, "vote": args.vote, "temperature": args.temperature, "seed": args.seed,
-            "batch_size": args.batch_size, "workers": args.workers}
-
-
-def command(args) -> int:
-    from ..cli import load_model
-    from .datasets import read_ade20k
-    from .report import fmt, setup, write_results
-
-    train, val = read_ade20k(args.data, "train"), read_ade20k(args.data, "val")
-    opts = options(args)
-    model = load_model(args)
-    results = evaluate(model, train, val, text=not args.no_text, **opts)
-    results["setup"] = setup(args, model, **{k: v for k, v in opts.items() if k != "classes"})
-    path = write_results(args.out, results, table(results))
-    print(path)
-    print(f"Hummingbird ADE20K mIoU {fmt(results['miou'])} over {results['classes']} classes")
-    return 0
-

@@ -9,9 +9,7 @@ all pairs; per class over that class's pairs. The mosaic list is seeded and save
 """
 from __future__ import annotations
 
-import json
 import random
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -125,29 +123,3 @@ def table(results: dict) -> str:
     rows = [[name, c["pairs"], c["attention"], c["head"]] for name, c in results["per_class"].items()]
     rows.append(["all", results["pairs"], results["attention"], results["head"]])
     return markdown_table(["class", "pairs", "attention PR-AUC", "head PR-AUC"], rows)
-
-
-def command(args) -> int:
-    from ..cli import load_model
-    from .datasets import read_voc
-    from .report import fmt, setup, write_json, write_results
-
-    voc = read_voc(args.data, args.split, classes=args.classes)
-    if args.mosaics:
-        listing = json.loads(Path(args.mosaics).read_text())
-    else:
-        listing = {"split": args.split, "seed": args.seed, "mosaics": [
-            {"id": i, "images": ids} for i, ids in enumerate(make_mosaics(voc, args.num_mosaics, args.seed))]}
-    mosaics = [m["images"] for m in listing["mosaics"]]
-    write_json(Path(args.out) / "mosaics.json", listing)  # written first, so a failed run can be repeated
-    model = load_model(args)
-    results = evaluate(model, voc, mosaics, text=not args.no_text, head_pooling=args.head_pooling,
-                       remove_sinks=not args.keep_sinks, min_coverage=args.min_coverage,
-                       batch_size=args.batch_size)
-    results["setup"] = setup(args, model, split=args.split, seed=listing.get("seed"), head_pooling=args.head_pooling,
-                             remove_sinks=not args.keep_sinks, min_coverage=args.min_coverage,
-                             mosaic_list=args.mosaics or str(Path(args.out) / "mosaics.json"))
-    path = write_results(args.out, results, table(results))
-    print(path)
-    print(f"MOSAIC PR-AUC attention {fmt(results['attention'])}, head {fmt(results['head'])}")
-    return 0

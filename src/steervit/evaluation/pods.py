@@ -84,24 +84,3 @@ def evaluate(model, data: PodsData, granularities: list[str], *, text: bool = Tr
 def table(results: dict) -> str:
     rows = [[kind, g["pr_auc"], g["ndcg"]] for kind, g in results["granularities"].items()]
     return markdown_table(["prompt", "PR-AUC", "NDCG"], rows)
-
-
-def command(args) -> int:
-    from ..cli import load_model
-    from .datasets import read_pods
-    from .report import fmt, setup, write_results
-
-    data = read_pods(args.data)
-    kinds = args.granularity or available(data)
-    missing = [k for k in kinds if k not in available(data)]
-    if missing:
-        raise ValueError(f"descriptions.json does not give every object a {', '.join(missing)}")
-    model = load_model(args)
-    results = evaluate(model, data, kinds, text=not args.no_text, batch_size=args.batch_size,
-                       workers=args.workers, cache=FeatureCache(args.cache))
-    results["setup"] = setup(args, model, granularities=kinds)
-    path = write_results(args.out, results, table(results))
-    print(path)
-    for kind, g in results["granularities"].items():
-        print(f"PODS {kind}: PR-AUC {fmt(g['pr_auc'])}, NDCG {fmt(g['ndcg'])}")
-    return 0

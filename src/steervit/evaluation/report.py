@@ -14,12 +14,6 @@ from typing import Any, Sequence
 from ..io import atomic_path
 
 
-def percent(value: float) -> float | None:
-    """A metric fraction in [0, 1] as percent; NaN (undefined) becomes None so the JSON stays valid."""
-    value = float(value)
-    return None if math.isnan(value) else 100.0 * value
-
-
 def mean(values: Sequence[float | None]) -> float | None:
     """Unweighted mean of the defined values (None skipped); None when nothing is defined."""
     kept = [float(v) for v in values if v is not None and not math.isnan(float(v))]

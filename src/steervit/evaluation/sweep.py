@@ -6,12 +6,12 @@ two datasets is given, quality is that one alone, and without either the plot sh
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 from . import core, fgcls, hummingbird
 from .features import FeatureCache
 from .report import markdown_table, mean
 
+GATE_FACTORS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # the paper's sweep
 PAPER = {"(gate, quality, CORE)": [(0.0, 71.5, 43.7), (0.2, 74.7, 62.0), (0.4, 75.1, 82.6), (0.6, 74.9, 93.9),
                                    (0.8, 73.7, 95.6), (1.0, 71.6, 96.0)]}
 
@@ -48,34 +48,3 @@ def table(results: dict) -> str:
     keys = [k for k in results["rows"][0] if k != "gate_factor"]
     return markdown_table(["gate factor", *keys], [[r["gate_factor"], *(r[k] for k in keys)] for r in results["rows"]],
                           digits=1)
-
-
-def command(args) -> int:
-    from ..cli import load_model
-    from .datasets import read_ade20k, read_core
-    from .plots import pareto_plot
-    from .report import setup, write_results
-
-    records = read_core(args.data, args.split)
-    fg_data = None
-    if args.fgcls_data or args.imagewoof or args.stanford_cars or args.waterbirds:
-        fg_data = fgcls.load(args, args.fgcls_data)
-    ade = (read_ade20k(args.ade20k, "train"), read_ade20k(args.ade20k, "val")) if args.ade20k else None
-    model = load_model(args)
-    loader = {"batch_size": args.batch_size, "workers": args.workers}
-    hb_options = hummingbird.options(args)
-    results = evaluate(
-        model, args.gates, records, fgcls_data=fg_data, ade=ade, text=not args.no_text, ks=args.ks,
-        core_options=loader,
-        fgcls_options={"epochs": args.epochs, "lr": args.lr, "probe_batch_size": args.probe_batch_size,
-                       "seed": args.seed, **loader},
-        hummingbird_options=hb_options, cache=FeatureCache(args.cache))
-    results["setup"] = setup(args, model, gates=args.gates, fgcls_data=str(args.fgcls_data), ade20k=str(args.ade20k))
-    path = write_results(args.out, results, table(results))
-    rows = results["rows"]
-    plot = pareto_plot(Path(args.out) / "pareto.png", [r["gate_factor"] for r in rows],
-                       [r["quality"] for r in rows], [r.get("core_P@1", r[f"core_P@{args.ks[0]}"]) for r in rows],
-                       PAPER["(gate, quality, CORE)"])
-    print(path)
-    print(plot)
-    return 0

@@ -30,7 +30,7 @@ from ..data.records import PngMask, Record
 from . import eval_sets
 from . import fashion_mnist as fm
 from . import photos
-from .scenes import CANVAS, choose_expressions, fashion_items, fashion_scene, photo_scene, save_mask, save_png
+from .scenes import CANVAS, Scene, choose_expressions, fashion_items, fashion_scene, photo_scene, save_mask, save_png
 
 SPLITS = ("train", "validation", "test")
 SOURCES = {"fashion": "offline_fashion_scenes", "photo": "offline_photo_composites"}
@@ -85,6 +85,23 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+@dataclass(frozen=True)
+class _Material:
+    """The photos each part of the build may use, split once so that held-out material stays out of training.
+
+    Fashion-MNIST train photos: validation share, the rest for train. Fashion-MNIST test photos, in
+    quarters: half for the test scenes (and the mosaic), one quarter each for core and pods.
+    """
+
+    train: fm.FashionMNIST
+    test: fm.FashionMNIST
+    pools: dict[str, dict[int, np.ndarray]]  # scene split -> label -> photo indices
+    core_pool: dict[int, np.ndarray]
+    pods_pool: dict[int, np.ndarray]
+    seen: tuple[str, ...]  # photo objects allowed in train and validation
+    held: tuple[str, ...]  # photo objects only in test and the evaluation sets
+
+
 def build_offline(out_dir: str | Path, seed: int = 0, scale: float = 1.0, sizes: BuildSizes | None = None,
                   eval_sets_too: bool = True, overwrite: bool = False, home: str | None = None,
                   progress: bool = True, fashion_root: str | None = None) -> dict:
@@ -102,63 +119,81 @@ def build_offline(out_dir: str | Path, seed: int = 0, scale: float = 1.0, sizes:
     _prepare_out(out, overwrite)
     train_data = fm.load_fashion_mnist("train", fashion_root)
     test_data = fm.load_fashion_mnist("test", fashion_root)
+    quokka_iou = _prepare_cutouts(home)
+    material = _split_material(seed, train_data, test_data)
 
-    # Cut-outs first: computes (or reads) every saliency map and checks them against the quokka polygon.
+    bar = tqdm(total=_job_count(sizes, eval_sets_too), desc="scenes", unit="img", disable=not progress)
+    records, scene_lines, counts = _build_scenes(out, seed, sizes, material, bar, home)
+    _write_scene_index(out, records, scene_lines)
+    if eval_sets_too:
+        _build_eval_sets(out, seed, sizes, material, bar, home)
+        counts.update(_eval_set_counts(out, sizes))
+    bar.close()
+
+    summary = _summary(seed, scale, sizes, counts, quokka_iou, material.held, start)
+    (out / "build_info.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    (out / "README.md").write_text(_readme(summary), encoding="utf-8")
+    return summary
+
+
+def _prepare_cutouts(home: str | None) -> float:
+    """Every photo object's cut-out, made (or read) up front; checks them against the quokka polygon first.
+
+    Returns the quokka cut-out's IoU with its hand-drawn polygon, for the summary.
+    """
     quokka_iou = photos.check_cutouts(home)
     for obj in photos.PHOTO_OBJECTS:
         photos.cutout(obj.key, home)
+    return quokka_iou
 
+
+def _split_material(seed: int, train_data: fm.FashionMNIST, test_data: fm.FashionMNIST) -> _Material:
+    """Shuffle the photos with the seed's own streams and deal them out (see `_Material`)."""
     order = np.random.default_rng([seed, 1]).permutation(len(train_data.labels))
     n_val = int(len(order) * VALIDATION_SHARE)
     test_order = np.random.default_rng([seed, 2]).permutation(len(test_data.labels))
     quarter = len(test_order) // 4
-    pools = {
-        "validation": _by_class(train_data, order[:n_val]),
-        "train": _by_class(train_data, order[n_val:]),
-        "test": _by_class(test_data, test_order[:2 * quarter]),
-    }
-    core_pool = _by_class(test_data, test_order[2 * quarter:3 * quarter])
-    pods_pool = _by_class(test_data, test_order[3 * quarter:])
-    seen = tuple(o.key for o in photos.PHOTO_OBJECTS if not o.held_out)
-    held = tuple(o.key for o in photos.PHOTO_OBJECTS if o.held_out)
+    return _Material(
+        train=train_data, test=test_data,
+        pools={
+            "validation": _by_class(train_data, order[:n_val]),
+            "train": _by_class(train_data, order[n_val:]),
+            "test": _by_class(test_data, test_order[:2 * quarter]),
+        },
+        core_pool=_by_class(test_data, test_order[2 * quarter:3 * quarter]),
+        pods_pool=_by_class(test_data, test_order[3 * quarter:]),
+        seen=tuple(o.key for o in photos.PHOTO_OBJECTS if not o.held_out),
+        held=tuple(o.key for o in photos.PHOTO_OBJECTS if o.held_out),
+    )
 
+
+def _job_count(sizes: BuildSizes, eval_sets_too: bool) -> int:
+    """Steps for the progress bar: one per scene image, plus what each evaluation set reports."""
     jobs = sizes.train + sizes.validation + sizes.test
     if eval_sets_too:
         jobs += eval_sets.core_jobs(sizes.core) + eval_sets.anomaly_jobs(sizes.anomaly) + \
             eval_sets.pods_jobs(sizes.pods) + eval_sets.mosaic_jobs(sizes.mosaic)
-    bar = tqdm(total=jobs, desc="scenes", unit="img", disable=not progress)
+    return jobs
+
+
+# --------------------------------------------------------------------------- scene images
+
+
+def _build_scenes(out: Path, seed: int, sizes: BuildSizes, material: _Material, bar,
+                  home: str | None) -> tuple[list[Record], list[dict], dict]:
+    """Every split's scene images and masks; returns their manifest records, scenes.jsonl lines and counts.
+
+    Each scene has its own random stream (seed, split, index): the scene, then its expressions.
+    """
     records: list[Record] = []
     scene_lines: list[dict] = []
     counts: dict = {"records": {}, "images": {}, "by_kind": {}}
     for split_code, split in enumerate(SPLITS):
-        data = test_data if split == "test" else train_data
-        photo_share = 1 / 3 if split == "test" else sizes.photo_share
-        n_images = getattr(sizes, split)
-        for i in range(n_images):
+        for i in range(getattr(sizes, split)):
             rng = np.random.default_rng([seed, 10 + split_code, i])
-            kind = "photo" if rng.random() < photo_share else "fashion"
-            if kind == "fashion":
-                count = 4 if split == "test" else int(rng.choice([2, 3, 4, 5], p=[0.2, 0.3, 0.3, 0.2]))
-                scene = fashion_scene(rng, data, pools[split], count, held + seen if split == "test" else seen, home)
-            else:
-                extra = fashion_items(rng, data, pools[split], int(rng.integers(1, 3))) if rng.random() < 0.4 else []
-                if split == "test":
-                    scene = photo_scene(rng, seen + held, seen + held, must_include=held, extra=extra, home=home)
-                else:
-                    scene = photo_scene(rng, seen, seen, extra=extra, home=home)
+            kind, scene = _random_scene(rng, split, sizes, material, home)
             image_id = f"{split}-{i:05d}"
-            image_path = out / "images" / split / f"{image_id}.png"
-            save_png(scene.image, image_path)
-            items = []
-            for k, placed in enumerate(scene.placed):
-                mask_path = out / "masks" / split / f"{image_id}_{k}.png"
-                save_mask(placed.mask, mask_path)
-                items.append({
-                    "key": placed.item.key, "source": placed.item.source, "category": placed.item.category,
-                    "colour": placed.item.colour, "tint": placed.item.tint, "box": list(placed.box),
-                    "size": placed.size, "flip": placed.flip, "held_out": placed.item.held_out,
-                    "mask": mask_path.relative_to(out).as_posix(),
-                })
+            image_path, items = _save_scene(out, split, image_id, scene)
             prefer = [k for k, p in enumerate(scene.placed) if p.item.held_out and p.item.source == "photo"]
             chosen = choose_expressions(scene, sizes.expressions, rng, prefer=prefer)
             for k, text in chosen:
@@ -169,34 +204,99 @@ def build_offline(out_dir: str | Path, seed: int = 0, scale: float = 1.0, sizes:
                                 "image": image_path.relative_to(out).as_posix(),
                                 "background": scene.background_name, "items": items,
                                 "expressions": [{"item": k, "text": text} for k, text in chosen]})
-            counts["images"][split] = counts["images"].get(split, 0) + 1
-            counts["records"][split] = counts["records"].get(split, 0) + len(chosen)
-            key = f"{split}/{kind}"
-            counts["by_kind"][key] = counts["by_kind"].get(key, 0) + 1
+            _count_scene(counts, split, kind, len(chosen))
             bar.update(1)
+    return records, scene_lines, counts
+
+
+def _random_scene(rng: np.random.Generator, split: str, sizes: BuildSizes, material: _Material,
+                  home: str | None) -> tuple[str, Scene]:
+    """("fashion" or "photo", scene): products on a background, or photo objects (maybe with products).
+
+    Test scenes always have four products, and their photo composites always show a held-out object.
+    """
+    data = material.test if split == "test" else material.train
+    pool = material.pools[split]
+    seen, held = material.seen, material.held
+    photo_share = 1 / 3 if split == "test" else sizes.photo_share
+    kind = "photo" if rng.random() < photo_share else "fashion"
+    if kind == "fashion":
+        count = 4 if split == "test" else int(rng.choice([2, 3, 4, 5], p=[0.2, 0.3, 0.3, 0.2]))
+        return kind, fashion_scene(rng, data, pool, count, held + seen if split == "test" else seen, home)
+    extra = fashion_items(rng, data, pool, int(rng.integers(1, 3))) if rng.random() < 0.4 else []
+    if split == "test":
+        return kind, photo_scene(rng, seen + held, seen + held, must_include=held, extra=extra, home=home)
+    return kind, photo_scene(rng, seen, seen, extra=extra, home=home)
+
+
+def _save_scene(out: Path, split: str, image_id: str, scene: Scene) -> tuple[Path, list[dict]]:
+    """Write the scene PNG and one mask PNG per item; returns the image path and the items' scenes.jsonl entries."""
+    image_path = out / "images" / split / f"{image_id}.png"
+    save_png(scene.image, image_path)
+    items = []
+    for k, placed in enumerate(scene.placed):
+        mask_path = out / "masks" / split / f"{image_id}_{k}.png"
+        save_mask(placed.mask, mask_path)
+        items.append({
+            "key": placed.item.key, "source": placed.item.source, "category": placed.item.category,
+            "colour": placed.item.colour, "tint": placed.item.tint, "box": list(placed.box),
+            "size": placed.size, "flip": placed.flip, "held_out": placed.item.held_out,
+            "mask": mask_path.relative_to(out).as_posix(),
+        })
+    return image_path, items
+
+
+def _count_scene(counts: dict, split: str, kind: str, n_records: int) -> None:
+    """Tally one scene image: per split (images, records) and per split and kind ("train/photo")."""
+    counts["images"][split] = counts["images"].get(split, 0) + 1
+    counts["records"][split] = counts["records"].get(split, 0) + n_records
+    key = f"{split}/{kind}"
+    counts["by_kind"][key] = counts["by_kind"].get(key, 0) + 1
+
+
+def _write_scene_index(out: Path, records: list[Record], scene_lines: list[dict]) -> None:
+    """manifest.jsonl (what training reads) and scenes.jsonl (every item of every scene)."""
     write_manifest(records, out / "manifest.jsonl")
     with open(out / "scenes.jsonl", "w", encoding="utf-8") as f:
         for line in scene_lines:
             f.write(json.dumps(line, ensure_ascii=False) + "\n")
 
-    if eval_sets_too:
-        for name, jobs_iter in (
-            ("core", eval_sets.build_core(out / "core", seed, test_data, core_pool, sizes.core, home)),
-            ("anomaly", eval_sets.build_anomaly(out / "anomaly", seed, sizes.anomaly)),
-            ("pods", eval_sets.build_pods(out / "pods", seed, test_data, pods_pool, sizes.pods, home)),
-            # the test scenes' half of the Fashion-MNIST test photos: held out of training like them
-            ("mosaic", eval_sets.build_mosaic(out / "mosaic", seed, test_data, pools["test"], sizes.mosaic, home)),
-        ):
-            bar.set_description(name)
-            for n in jobs_iter:
-                bar.update(n)
-        counts["core_images"] = sum(1 for _ in (out / "core" / "images").iterdir())
-        counts["anomaly_images"] = sum(1 for p in (out / "anomaly").rglob("*.png") if "ground_truth" not in p.parts)
-        counts["pods_objects"] = sum(1 for p in (out / "pods").iterdir() if p.is_dir())
-        counts["mosaic_images"] = sizes.mosaic.images
-    bar.close()
 
-    summary = {
+# --------------------------------------------------------------------------- evaluation sets
+
+
+def _build_eval_sets(out: Path, seed: int, sizes: BuildSizes, material: _Material, bar, home: str | None) -> None:
+    """core/, anomaly/, pods/ and mosaic/, in that order, all from held-out material."""
+    for name, jobs_iter in (
+        ("core", eval_sets.build_core(out / "core", seed, material.test, material.core_pool, sizes.core, home)),
+        ("anomaly", eval_sets.build_anomaly(out / "anomaly", seed, sizes.anomaly)),
+        ("pods", eval_sets.build_pods(out / "pods", seed, material.test, material.pods_pool, sizes.pods, home)),
+        # the test scenes' half of the Fashion-MNIST test photos: held out of training like them
+        ("mosaic", eval_sets.build_mosaic(out / "mosaic", seed, material.test, material.pools["test"], sizes.mosaic,
+                                          home)),
+    ):
+        bar.set_description(name)
+        for n in jobs_iter:
+            bar.update(n)
+
+
+def _eval_set_counts(out: Path, sizes: BuildSizes) -> dict:
+    """What the evaluation sets hold, counted from the files written (mosaic: as asked)."""
+    return {
+        "core_images": sum(1 for _ in (out / "core" / "images").iterdir()),
+        "anomaly_images": sum(1 for p in (out / "anomaly").rglob("*.png") if "ground_truth" not in p.parts),
+        "pods_objects": sum(1 for p in (out / "pods").iterdir() if p.is_dir()),
+        "mosaic_images": sizes.mosaic.images,
+    }
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _summary(seed: int, scale: float, sizes: BuildSizes, counts: dict, quokka_iou: float,
+             held: tuple[str, ...], start: float) -> dict:
+    """build_info.json: the arguments, the counts, and where every kind of photo came from (with licences)."""
+    return {
         "statement": STATEMENT,
         "seed": seed,
         "scale": scale,
@@ -213,9 +313,6 @@ def build_offline(out_dir: str | Path, seed: int = 0, scale: float = 1.0, sizes:
                           "validation_share_of_train": VALIDATION_SHARE},
         "seconds": round(time.time() - start, 1),
     }
-    (out / "build_info.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    (out / "README.md").write_text(_readme(summary), encoding="utf-8")
-    return summary
 
 
 def _readme(summary: dict) -> str:

@@ -148,7 +148,6 @@ TEXTURES: tuple[Texture, ...] = (
     Texture("tissue", "tissue slide", "scikit-image immunohistochemistry (CMMI)", "no known copyright restrictions"),
     Texture("deep_field", "night sky", "scikit-image hubble_deep_field (NASA)", "public domain"),
 )
-TEXTURES_BY_KEY = {t.key: t for t in TEXTURES}
 _TEXTURE_LOADERS = {"brick": _skimage("brick"), "grass": _skimage("grass"), "gravel": _skimage("gravel"),
                     "tissue": _skimage("immunohistochemistry"), "deep_field": _skimage("hubble_deep_field")}
 

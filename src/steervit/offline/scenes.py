@@ -11,7 +11,9 @@ visibly, not by a pixel.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -283,89 +285,162 @@ SIDE_WORDS = {  # phrasings of "the X furthest to this side"; {n} = noun
     "top": ("the {n} at the top", "the topmost {n}"),
     "bottom": ("the {n} at the bottom", "the bottommost {n}"),
 }
+FAR_WORDS = {  # "the X furthest to this side" among all items, said of a generic noun
+    "left": "the {n} on the far left", "right": "the {n} on the far right",
+    "top": "the topmost {n}", "bottom": "the bottommost {n}",
+}
 PAIR_WORDS = {"left": "the left {n}", "right": "the right {n}", "top": "the upper {n}", "bottom": "the lower {n}"}
 CORNERS = {("top", "left"): "top left", ("top", "right"): "top right",
            ("bottom", "left"): "bottom left", ("bottom", "right"): "bottom right"}
 RELATION_WORDS = {"left of": ("to the left of", "left of"), "right of": ("to the right of", "right of"),
                   "above": ("above",), "below": ("below", "under")}
+LONE_REGION_WORDS = (  # (regions of the picture the item's centre must be in, words), in the order offered
+    ({"left"}, "on the left"), ({"right"}, "on the right"), ({"top"}, "at the top"), ({"bottom"}, "at the bottom"),
+    ({"top", "left"}, "in the top left corner"), ({"top", "right"}, "in the top right corner"),
+    ({"bottom", "left"}, "in the bottom left corner"), ({"bottom", "right"}, "in the bottom right corner"),
+    ({"middle"}, "in the middle"),
+)
+SIZE_RATIO = 1.6  # "the bigger X": at least this many times the area of every other X
+
+Phrases = Iterator[tuple[str, str | None]]  # (kind of phrase, phrase or None for "no phrase")
 
 
 def expressions(scene: Scene, index: int) -> dict[str, list[str]]:
-    """Every phrase that picks out item `index` and nothing else, grouped by kind of phrase."""
+    """Every phrase that picks out item `index` and nothing else, grouped by kind of phrase.
+
+    A lone item (the only one of its category) is named outright; one of several alike is told
+    apart from its look-alikes by colour, position, size or order. Either may be placed relative
+    to a lone item of another category, or among all items with a generic noun ("the leftmost
+    item"). The order of kinds and of phrases is part of the result: `choose_expressions` draws
+    from it with a random stream, so reordering would change every build.
+    """
     p = scene.placed[index]
-    item = p.item
     others = [o for i, o in enumerate(scene.placed) if i != index]
-    same = [o for o in others if o.item.category == item.category]
-    names = item.names
-    out: dict[str, list[str]] = {}
-
-    def add(kind: str, *texts: str | None) -> None:
-        out.setdefault(kind, []).extend(t for t in texts if t)
-
-    coloured = [with_colour(item.colour, n) for n in names] if item.colour else []
-    if not same:
-        for n in names:
-            add("name", the(n), a(n, item.plural_names))
-        add("colour", *(the(n) for n in coloured))
-        add("description", item.description)
-        if item.kind and item.kind not in names and not any(o.item.kind == item.kind for o in others):
-            add("kind", f"the {item.kind}")
-        where = _region(p)
-        for side in ("left", "right"):
-            if side in where:
-                add("region", *(the(n) + f" on the {side}" for n in names))
-        for side in ("top", "bottom"):
-            if side in where:
-                add("region", *(the(n) + f" at the {side}" for n in names))
-        for corner, words in CORNERS.items():
-            if set(corner) <= where:
-                add("region", *(the(n) + f" in the {words} corner" for n in names))
-        if "middle" in where:
-            add("region", *(the(n) + " in the middle" for n in names))
+    same = [o for o in others if o.item.category == p.item.category]
+    if same:
+        own = chain(_colour_among_alike(p, same), _sides_among_alike(p, same), _corners_among_alike(p, same),
+                    _sizes_among_alike(p, same), _order_among_alike(p, same))
     else:
-        if item.colour_group and all(o.item.colour_group != item.colour_group for o in same):
-            add("colour", *(the(n) for n in coloured))
-        nouns = list(names) + coloured
-        for side, phrasings in SIDE_WORDS.items():
-            if beyond(p, same, side):
-                add("position", *(f.format(n=n) for f in phrasings for n in nouns))
-                if len(same) == 1:
-                    add("position", *(PAIR_WORDS[side].format(n=n) for n in nouns))
-        where = _region(p)
-        for corner, words in CORNERS.items():
-            if set(corner) <= where and not any(quadrant(o) == corner for o in same):
-                add("position", *(f"the {n} in the {words} corner" for n in names))
-        bigger = [p.area / max(1, o.area) for o in same]
-        if min(bigger) >= 1.6:
-            add("size", *(f"the {w} {n}" for n in names for w in (
-                ("bigger", "larger") if len(same) == 1 else ("biggest", "largest")) + ("big", "large")))
-        if max(bigger) <= 1 / 1.6:
-            add("size", *(f"the {w} {n}" for n in names for w in (
-                ("smaller",) if len(same) == 1 else ("smallest",)) + ("small",)))
-        if len(same) >= 2:
-            xs = sorted(o.centre[0] for o in [p, *same])
-            if all(b - a_ >= MARGIN for a_, b in zip(xs, xs[1:])):
-                rank = xs.index(p.centre[0])
-                if rank == 1:
-                    add("order", *(f"the second {n} from the left" for n in names))
-                if rank == len(xs) - 2:
-                    add("order", *(f"the second {n} from the right" for n in names))
-                if len(xs) == 3 and rank == 1:
-                    add("order", *(f"the middle {n}" for n in names))
-    for anchor in others:  # relations to an item that is the only one of its kind
-        if anchor.item.category == item.category or any(
-                o.item.category == anchor.item.category for o in scene.placed if o is not anchor):
+        own = chain(_names_of_lone(p, others), _regions_of_lone(p))
+    return _grouped(chain(own, _relations(p, others, same), _scene_positions(p, others)))
+
+
+def _grouped(phrases: Phrases) -> dict[str, list[str]]:
+    """Kinds in the order first found, each with its phrases once, in order; no empty kinds."""
+    out: dict[str, list[str]] = {}
+    for kind, text in phrases:
+        if text:
+            out.setdefault(kind, []).append(text)
+    return {kind: list(dict.fromkeys(texts)) for kind, texts in out.items()}
+
+
+def _coloured_names(item: Item) -> list[str]:
+    """"red sneaker", "pair of red trousers": the item's names with its colour, if it has one."""
+    return [with_colour(item.colour, n) for n in item.names] if item.colour else []
+
+
+def _names_of_lone(p: Placed, others: list[Placed]) -> Phrases:
+    """The only one of its category: its bare name, coloured name and description all fit.
+
+    The broader noun ("the shoe") only fits if no other item is of that kind either.
+    """
+    item = p.item
+    for n in item.names:
+        yield "name", the(n)
+        yield "name", a(n, item.plural_names)
+    for n in _coloured_names(item):
+        yield "colour", the(n)
+    yield "description", item.description
+    if item.kind and item.kind not in item.names and not any(o.item.kind == item.kind for o in others):
+        yield "kind", f"the {item.kind}"
+
+
+def _regions_of_lone(p: Placed) -> Phrases:
+    """Where a lone item is in the picture: "the bag on the left" needs no other bag to compare with."""
+    where = _region(p)
+    for needs, words in LONE_REGION_WORDS:
+        if needs <= where:
+            yield from (("region", f"{the(n)} {words}") for n in p.item.names)
+
+
+def _colour_among_alike(p: Placed, same: list[Placed]) -> Phrases:
+    """"The red coat" if no other coat shares its colour group (white and grey count as one)."""
+    group = p.item.colour_group
+    if group and all(o.item.colour_group != group for o in same):
+        yield from (("colour", the(n)) for n in _coloured_names(p.item))
+
+
+def _sides_among_alike(p: Placed, same: list[Placed]) -> Phrases:
+    """"The leftmost sneaker": further to one side than every other sneaker, by MARGIN.
+
+    With just two alike, "the left sneaker" (or upper, lower, right) says the same.
+    """
+    nouns = list(p.item.names) + _coloured_names(p.item)
+    for side, phrasings in SIDE_WORDS.items():
+        if beyond(p, same, side):
+            yield from (("position", f.format(n=n)) for f in phrasings for n in nouns)
+            if len(same) == 1:
+                yield from (("position", PAIR_WORDS[side].format(n=n)) for n in nouns)
+
+
+def _corners_among_alike(p: Placed, same: list[Placed]) -> Phrases:
+    """"The sneaker in the top left corner": it is near that corner and no other sneaker is in that quarter."""
+    where = _region(p)
+    for corner, words in CORNERS.items():
+        if set(corner) <= where and not any(quadrant(o) == corner for o in same):
+            yield from (("position", f"the {n} in the {words} corner") for n in p.item.names)
+
+
+def _sizes_among_alike(p: Placed, same: list[Placed]) -> Phrases:
+    """"The bigger (biggest) dress": at least SIZE_RATIO times every other's area; "smaller": at most 1 / SIZE_RATIO."""
+    ratios = [p.area / max(1, o.area) for o in same]
+    if min(ratios) >= SIZE_RATIO:
+        words = (("bigger", "larger") if len(same) == 1 else ("biggest", "largest")) + ("big", "large")
+        yield from (("size", f"the {w} {n}") for n in p.item.names for w in words)
+    if max(ratios) <= 1 / SIZE_RATIO:
+        words = (("smaller",) if len(same) == 1 else ("smallest",)) + ("small",)
+        yield from (("size", f"the {w} {n}") for n in p.item.names for w in words)
+
+
+def _order_among_alike(p: Placed, same: list[Placed]) -> Phrases:
+    """"The second dress from the left", "the middle dress": three or more alike, MARGIN apart in x."""
+    if len(same) < 2:
+        return
+    xs = sorted(o.centre[0] for o in [p, *same])
+    if not all(b - a_ >= MARGIN for a_, b in zip(xs, xs[1:])):
+        return
+    rank = xs.index(p.centre[0])
+    if rank == 1:
+        yield from (("order", f"the second {n} from the left") for n in p.item.names)
+    if rank == len(xs) - 2:
+        yield from (("order", f"the second {n} from the right") for n in p.item.names)
+    if len(xs) == 3 and rank == 1:
+        yield from (("order", f"the middle {n}") for n in p.item.names)
+
+
+def _has_alike(anchor: Placed, placed: list[Placed]) -> bool:
+    """Does another item share the anchor's category? Then "the coat" would not say which one."""
+    return any(o.item.category == anchor.item.category for o in placed if o is not anchor)
+
+
+def _relations(p: Placed, others: list[Placed], same: list[Placed]) -> Phrases:
+    """"The bag left of the coat": the anchor must be the only coat, and no other bag left of it."""
+    for anchor in others:
+        if anchor.item.category == p.item.category or _has_alike(anchor, others):
             continue
         for rel, words in RELATION_WORDS.items():
             if _relation(p, anchor, rel) and not any(_relation(o, anchor, rel) for o in same):
-                add("relation", *(f"the {names[0]} {w} {the(anchor.item.names[0])}" for w in words))
-    if others:
-        for side, phrasings in SIDE_WORDS.items():
-            if beyond(p, others, side):
-                far = {"left": "the {n} on the far left", "right": "the {n} on the far right",
-                       "top": "the topmost {n}", "bottom": "the bottommost {n}"}[side]
-                add("scene position", *(f.format(n=g) for g in GENERIC_NOUNS for f in (far, phrasings[1])))
-    return {kind: list(dict.fromkeys(texts)) for kind, texts in out.items() if texts}
+                yield from (("relation", f"the {p.item.names[0]} {w} {the(anchor.item.names[0])}") for w in words)
+
+
+def _scene_positions(p: Placed, others: list[Placed]) -> Phrases:
+    """"The leftmost item": furthest to one side of all items in the scene, whatever their kind."""
+    if not others:  # alone in the picture: "the leftmost item" would be vacuously true
+        return
+    for side, phrasings in SIDE_WORDS.items():
+        if beyond(p, others, side):
+            words = (FAR_WORDS[side], phrasings[1])
+            yield from (("scene position", f.format(n=g)) for g in GENERIC_NOUNS for f in words)
 
 
 def choose_expressions(scene: Scene, count: int, rng: np.random.Generator,

@@ -7,8 +7,11 @@ Endpoints (all answers are JSON except `/`; every error is `{"error": "..."}` wi
                        `gate_factor` -> head-heatmap and attention overlays, steered and plain
   POST /api/search     same form -> per prompt, the gallery ranked by steered and by plain features
 
-One model pass runs at a time (a lock): the model holds the gate factor as state, and two cores gain
-nothing from parallel passes. Requests wait in a bounded queue; past it they get 503 at once.
+`SteerService` holds the model, limits, queue and gallery and has one method per endpoint; `create_app`
+only wires FastAPI to it. Each request's gate factor goes to the model calls as `gate_factor=`; the
+shared model is never changed. One model pass still runs at a time (a lock): two cores gain nothing
+from parallel passes, and the text cache and the gallery's cache are not thread-safe. Requests wait
+in a bounded queue; past it they get 503 at once.
 Uploads are checked before decoding (body size from Content-Length; pixel count and aspect ratio from
 the header, by steervit.io's reader, which every path uses), so a large file, a decompression bomb or
 an 8000 x 1 strip is refused without being decoded.
@@ -130,177 +133,203 @@ def check_gate_factor(text: str | None, default: float, limits: Limits) -> float
     return value
 
 
-# ------------------------------------------------------------------------------ model work
-def _panel(picture: Image.Image, heat, label: str) -> str:
-    return ov.add_label(ov.overlay(picture, heat), label)
+# ------------------------------------------------------------------------------ answers
+def prompt_stats(head, steered, plain) -> dict:
+    """Where the head points (0..1 of width/height) and how sharply (peak / mean; 1 = flat), and how
+    much the prompt moved the attention: mean |steered - plain|, both min-max scaled (0 = not at all)."""
+    y, x = divmod(int(head.argmax()), head.shape[1])
+    return {
+        "peak_x": round((x + 0.5) / head.shape[1], 4),
+        "peak_y": round((y + 0.5) / head.shape[0], 4),
+        "peak_ratio": round(float(head.max() / max(head.mean(), 1e-12)), 3),
+        "attention_change": round(float(abs(ov.normalize(steered) - ov.normalize(plain)).mean()), 4),
+    }
 
 
-def steer(model, transform, mean_std, image: Image.Image, prompts: list[str], gate: float) -> dict:
-    """Head heatmap and attention, steered and plain, as overlays on the model's view of the image."""
-    import torch
-
-    x = transform(image)[None]
-    with torch.no_grad():
-        model.set_gate_factor(gate)
-        embedding = model.encode_text(prompts)
-        head = model.get_heatmaps(x, embedding, cross=True)[0, :, 0].float().cpu().numpy()  # (P, H, W)
-        steered = model.get_attention_heatmaps(x, embedding, cross=True)[0].float().cpu().numpy()
-        plain = model.get_attention_heatmaps(x, None)[0].float().cpu().numpy()
-    picture = ov.denormalize(x[0].float().cpu().numpy(), *mean_std)
-    results = []
-    for j, prompt in enumerate(prompts):
-        y, x_ = divmod(int(head[j].argmax()), head[j].shape[1])
-        results.append({
-            "prompt": prompt,
-            "head": data_url(_panel(picture, head[j], "head heatmap")),
-            "attention": data_url(_panel(picture, steered[j], "attention (steered)")),
-            "stats": {
-                # where the head points (0..1 of width/height) and how sharply (peak / mean; 1 = flat)
-                "peak_x": round((x_ + 0.5) / head[j].shape[1], 4),
-                "peak_y": round((y + 0.5) / head[j].shape[0], 4),
-                "peak_ratio": round(float(head[j].max() / max(head[j].mean(), 1e-12)), 3),
-                # mean |steered - plain| attention, both min-max scaled: 0 = the prompt changed nothing
-                "attention_change": round(float(abs(ov.normalize(steered[j]) - ov.normalize(plain)).mean()), 4),
-            },
-        })
-    return {"image": data_url(picture), "plain_attention": data_url(_panel(picture, plain, "attention (plain)")),
-            "gate_factor": gate, "results": results}
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
 
 
-def search(model, transform, gallery, image: Image.Image, prompts: list[str], gate: float,
-           exclude: str | None, k: int) -> dict:
-    """Rank the gallery by cosine similarity of global features: steered by each prompt, and plain."""
-    import torch
-    import torch.nn.functional as F
-
-    x = transform(image)[None]
-    with torch.no_grad():
-        model.set_gate_factor(gate)
-        plain = F.normalize(model.get_global_features(x).float(), dim=-1)[0]
-        query = F.normalize(model.get_global_features(x, model.encode_text(prompts), cross=True)[0].float(), dim=-1)
-        features = gallery.steered(prompts, gate)  # (P, N, D)
-    plain_ranking = gallery.rank(gallery.plain @ plain, exclude, k)
-    return {"gate_factor": gate, "plain": plain_ranking, "results": [
-        {"prompt": p, "steered": gallery.rank(features[j] @ query[j], exclude, k)} for j, p in enumerate(prompts)
-    ]}
+async def _api_error(request, err: ApiError):
+    return error(err.status, err.message)
 
 
-# ------------------------------------------------------------------------------ the app
-def create_app(model, gallery=None, limits: Limits | None = None):
-    """The app for one loaded model. `gallery`: a `Gallery`, or None for the default examples."""
-    from ..cli import normalization
+async def _http_error(request, err: HTTPException):
+    return error(err.status_code, str(err.detail))
 
-    limits = limits or Limits()
-    model.eval()
-    default_gate = model.gate_factor
-    transform = model.get_transforms()
-    mean_std = normalization(transform)
-    if gallery is None:
-        gallery = Gallery(model, default_examples())
-    worker = Worker(limits.max_pending)
-    page = PAGE.read_text(encoding="utf-8")
 
-    app = FastAPI(title="SteerViT", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.worker, app.state.gallery, app.state.limits = worker, gallery, limits
+async def _validation_error(request, err: RequestValidationError):
+    return error(400, "; ".join(str(e.get("msg")) for e in err.errors()) or "invalid request")
 
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
 
-    @app.exception_handler(ApiError)
-    async def _api_error(request, err: ApiError):
-        return error(err.status, err.message)
+async def _unexpected(request, err: Exception):  # the server keeps serving; the page shows this
+    return error(500, f"internal error: {type(err).__name__}: {err}")
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(request, err: HTTPException):
-        return error(err.status_code, str(err.detail))
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request, err: RequestValidationError):
-        return error(400, "; ".join(str(e.get("msg")) for e in err.errors()) or "invalid request")
+ERROR_HANDLERS = {ApiError: _api_error, HTTPException: _http_error, RequestValidationError: _validation_error,
+                  Exception: _unexpected}
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request, err: Exception):  # the server keeps serving; the page shows this
-        return error(500, f"internal error: {type(err).__name__}: {err}")
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        """Refuse a too-large body from its declared length, before any of it is read."""
+def _text(value, name: str):
+    if value is not None and not isinstance(value, str):
+        raise ApiError(400, f"field {name!r} must be text, not a file")
+    return value
+
+
+@dataclass(frozen=True)
+class Query:
+    """A checked steer/search form. `source`: the upload's bytes (decoded later, under the model lock:
+    decoding is CPU work too) or an example's picture; `example`: that example's key, else None."""
+    source: bytes | Image.Image
+    example: str | None
+    prompts: list[str]
+    gate: float
+
+
+# ------------------------------------------------------------------------------ the service
+class SteerService:
+    """One loaded model with its limits, request queue and gallery; one method per endpoint.
+
+    The gate factor is passed to each model call (`gate_factor=`), never set on the shared model.
+    Endpoint methods have no return annotations: FastAPI would take them as response models."""
+
+    def __init__(self, model, gallery: Gallery | None = None, limits: Limits | None = None) -> None:
+        self.model = model.eval()
+        self.limits = limits or Limits()
+        self.default_gate = model.gate_factor
+        self.preprocessing = model.preprocessing  # the model's one source of resize and normalisation
+        self.transform = self.preprocessing.transform()
+        self.gallery = Gallery(model, default_examples()) if gallery is None else gallery
+        self.worker = Worker(self.limits.max_pending)
+        self.page = PAGE.read_text(encoding="utf-8")
+
+    # ---- endpoints
+    def index(self):
+        return self.page
+
+    def health(self):
+        return {"status": "ok"}
+
+    def examples(self):
+        return {"examples": self.gallery.describe(), "limits": asdict(self.limits),
+                "default_gate_factor": self.default_gate, "image_size": self.model.image_size}
+
+    async def steer(self, request: Request):
+        return await self._answer(request, self.steer_image)
+
+    async def search(self, request: Request):
+        return await self._answer(request, self.search_image)
+
+    async def limit_body(self, request: Request, call_next):
+        """Middleware: refuse a too-large body from its declared length, before any of it is read."""
         if request.method == "POST":
             length = request.headers.get("content-length")
             if length is None:
                 return error(411, "send the request with a Content-Length header")
             if not length.isdigit():
                 return error(400, f"invalid Content-Length {length[:20]!r}")
-            if int(length) > limits.max_request_bytes:
+            if int(length) > self.limits.max_request_bytes:
                 return error(413, f"the upload is {int(length) / 2**20:.1f} MB; "
-                                  f"the limit is {limits.max_upload_bytes / 2**20:g} MB")
+                                  f"the limit is {self.limits.max_upload_bytes / 2**20:g} MB")
         return await call_next(request)
 
-    @app.get("/", response_class=HTMLResponse)
-    def index():
-        return page
-
-    @app.get("/api/health")
-    def health():
-        return {"status": "ok"}
-
-    @app.get("/api/examples")
-    def examples():
-        return {"examples": gallery.describe(), "limits": asdict(limits), "default_gate_factor": default_gate,
-                "image_size": model.image_size}
-
-    async def read_form(request: Request):
-        """(image bytes or example image, example key or None, prompts, gate factor), all checked but
-        the bytes, which are decoded later under the model lock: decoding is CPU work too."""
-        async with request.form(max_files=1, max_fields=4 * limits.max_prompts + 8,
-                                max_part_size=64 * 1024) as form:
-            def text(value, name: str):
-                if value is not None and not isinstance(value, str):
-                    raise ApiError(400, f"field {name!r} must be text, not a file")
-                return value
-
-            upload = form.get("image")
-            if isinstance(upload, str):
-                raise ApiError(400, "field 'image' must be a file upload")
-            example = text(form.get("example"), "example") or None
-            prompts = [text(p, "prompts") for p in form.getlist("prompts")]
-            gate = check_gate_factor(text(form.get("gate_factor"), "gate_factor"), default_gate, limits)
-            data = None if upload is None else await upload.read(limits.max_upload_bytes + 1)
-        prompts = check_prompts(prompts, limits)
-        if data is not None and example is not None:
-            raise ApiError(400, "give either an uploaded image or an example, not both")
-        if data is not None:
-            return data, None, prompts, gate
-        if example is None:
-            raise ApiError(400, "no image: upload one (field 'image') or pick an example (field 'example')")
-        if example not in gallery.examples:
-            raise ApiError(400, f"unknown example {example[:40]!r}; choose one of: {', '.join(gallery.keys)}")
-        return gallery.examples[example].image, example, prompts, gate
-
-    async def handle(request: Request, work):
-        worker.admit()
+    # ---- requests
+    async def _answer(self, request: Request, work) -> dict:
+        """Admit the request to the queue, read its form, and run `work(query)` under the model lock."""
+        self.worker.admit()
         try:
             start = time.perf_counter()
-            source, example, prompts, gate = await read_form(request)
-
-            def job():
-                image = decode_image(source, limits) if isinstance(source, bytes) else source
-                return work(image, example, prompts, gate)
-
-            answer = await run_in_threadpool(worker.run, job)
+            query = await self.read_form(request)
+            answer = await run_in_threadpool(self.worker.run, work, query)
             answer["seconds"] = round(time.perf_counter() - start, 3)
             return answer
         finally:
-            worker.release()
+            self.worker.release()
 
-    @app.post("/api/steer")
-    async def steer_endpoint(request: Request):
-        return await handle(request, lambda image, example, prompts, gate:
-                            steer(model, transform, mean_std, image, prompts, gate))
+    async def read_form(self, request: Request) -> Query:
+        limits = self.limits
+        async with request.form(max_files=1, max_fields=4 * limits.max_prompts + 8,
+                                max_part_size=64 * 1024) as form:
+            upload = form.get("image")
+            if isinstance(upload, str):
+                raise ApiError(400, "field 'image' must be a file upload")
+            example = _text(form.get("example"), "example") or None
+            prompts = [_text(p, "prompts") for p in form.getlist("prompts")]
+            gate = check_gate_factor(_text(form.get("gate_factor"), "gate_factor"), self.default_gate, limits)
+            data = None if upload is None else await upload.read(limits.max_upload_bytes + 1)
+        prompts = check_prompts(prompts, limits)
+        return Query(self._image_source(data, example), example, prompts, gate)
 
-    @app.post("/api/search")
-    async def search_endpoint(request: Request):
-        return await handle(request, lambda image, example, prompts, gate:
-                            search(model, transform, gallery, image, prompts, gate, example, limits.search_k))
+    def _image_source(self, data: bytes | None, example: str | None) -> bytes | Image.Image:
+        if data is not None and example is not None:
+            raise ApiError(400, "give either an uploaded image or an example, not both")
+        if data is not None:
+            return data
+        if example is None:
+            raise ApiError(400, "no image: upload one (field 'image') or pick an example (field 'example')")
+        if example not in self.gallery.examples:
+            raise ApiError(400, f"unknown example {example[:40]!r}; "
+                                f"choose one of: {', '.join(self.gallery.keys)}")
+        return self.gallery.examples[example].image
 
+    def _model_input(self, query: Query):
+        image = decode_image(query.source, self.limits) if isinstance(query.source, bytes) else query.source
+        return self.transform(image)[None]
+
+    # ---- model work (called under the model lock)
+    def steer_image(self, query: Query) -> dict:
+        """Head heatmap and attention, steered and plain, as overlays on the model's view of the image."""
+        import torch
+
+        model, gate, prompts = self.model, query.gate, query.prompts
+        x = self._model_input(query)
+        with torch.no_grad():
+            embedding = model.encode_text(prompts)
+            head = model.get_heatmaps(x, embedding, cross=True, gate_factor=gate)[0, :, 0]  # (P, H, W)
+            steered = model.get_attention_heatmaps(x, embedding, cross=True, gate_factor=gate)[0]  # (P, H, W)
+            plain = model.get_attention_heatmaps(x, None)[0]  # (H, W)
+        head, steered, plain = ov.as_heat(head), ov.as_heat(steered), ov.as_heat(plain)
+        picture = self.preprocessing.denormalize(x[0])
+        results = [{"prompt": prompt,
+                    "head": data_url(ov.heat_panel(picture, head[j], ov.HEAD_LABEL)),
+                    "attention": data_url(ov.heat_panel(picture, steered[j], ov.STEERED_LABEL)),
+                    "stats": prompt_stats(head[j], steered[j], plain)}
+                   for j, prompt in enumerate(prompts)]
+        plain_panel = ov.heat_panel(picture, plain, ov.PLAIN_LABEL)
+        return {"image": data_url(picture), "plain_attention": data_url(plain_panel), "gate_factor": gate,
+                "results": results}
+
+    def search_image(self, query: Query) -> dict:
+        """Rank the gallery by cosine similarity of global features: steered by each prompt, and plain."""
+        import torch
+        import torch.nn.functional as F
+
+        model, gallery, gate, prompts = self.model, self.gallery, query.gate, query.prompts
+        x = self._model_input(query)
+        with torch.no_grad():
+            plain = F.normalize(model.get_global_features(x).float(), dim=-1)[0]
+            steered = model.get_global_features(x, model.encode_text(prompts), cross=True, gate_factor=gate)[0]
+            steered = F.normalize(steered.float(), dim=-1)  # (P, D)
+            features = gallery.steered(prompts, gate)  # (P, N, D)
+        k, exclude = self.limits.search_k, query.example
+        results = [{"prompt": p, "steered": gallery.rank(features[j] @ steered[j], exclude, k)}
+                   for j, p in enumerate(prompts)]
+        return {"gate_factor": gate, "plain": gallery.rank(gallery.plain @ plain, exclude, k), "results": results}
+
+
+# ------------------------------------------------------------------------------ the app
+def create_app(model, gallery: Gallery | None = None, limits: Limits | None = None) -> FastAPI:
+    """The app for one loaded model. `gallery`: a `Gallery`, or None for the default examples."""
+    service = SteerService(model, gallery, limits)
+    app = FastAPI(title="SteerViT", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.service = service
+    app.state.worker, app.state.gallery, app.state.limits = service.worker, service.gallery, service.limits
+    for error_type, handler in ERROR_HANDLERS.items():
+        app.add_exception_handler(error_type, handler)
+    app.middleware("http")(service.limit_body)
+    app.get("/", response_class=HTMLResponse)(service.index)
+    app.get("/api/health")(service.health)
+    app.get("/api/examples")(service.examples)
+    app.post("/api/steer")(service.steer)
+    app.post("/api/search")(service.search)
     return app

@@ -117,17 +117,16 @@ class Gallery:
         return [{"key": k, "title": self.examples[k].title, "thumbnail": self.thumbnails[k]} for k in self.keys]
 
     def steered(self, prompts: list[str], gate_factor: float):
-        """(P, N, D) unit-length steered features of every example, per prompt, at this gate factor.
-
-        The caller has already set `gate_factor` on the model; it is part of the cache key.
-        """
+        """(P, N, D) unit-length steered features of every example, per prompt, at this gate factor
+        (passed to the model for these calls only; also part of the cache key)."""
         import torch
         import torch.nn.functional as F
 
         missing = list(dict.fromkeys(p for p in prompts if (p, gate_factor) not in self._steered))
         if missing:
             with torch.no_grad():
-                feats = self.model.get_global_features(self.inputs, self.model.encode_text(missing), cross=True)
+                feats = self.model.get_global_features(self.inputs, self.model.encode_text(missing), cross=True,
+                                                       gate_factor=gate_factor)
             for j, prompt in enumerate(missing):
                 self._steered[(prompt, gate_factor)] = F.normalize(feats[:, j].float(), dim=-1)
         for prompt in prompts:

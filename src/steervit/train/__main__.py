@@ -1,6 +1,6 @@
 """`python -m steervit.train` (what `torchrun ... -m steervit.train` runs)."""
 import sys
 
-from .cli import main
+from ..cli.train import main
 
 sys.exit(main())

@@ -9,6 +9,9 @@ this schema, so the authors' `configs/default.yaml` can be used as a starting po
 """
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 import warnings
 from dataclasses import dataclass, field
 from importlib import resources
@@ -18,32 +21,62 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..config import DEFAULT_TEXT_ENCODER, DEFAULT_TRUNK, SteerViTConfig
+from ..config import SteerViTConfig, user_fields
 
 
 @dataclass
-class ModelSection:
-    trunk: str = DEFAULT_TRUNK
-    image_size: int = 336
-    text_encoder: str = DEFAULT_TEXT_ENCODER  # Hugging Face id or a local folder (offline)
+class RunModelOptions:
+    """The model section's settings that shape a run but are no part of the model's config."""
+
     backbone_weights: Optional[str] = None  # local trunk state dict (offline); else timm's pretrained weights
     pretrained_trunk: Optional[bool] = None  # None: pretrained unless backbone_weights is given; false: random
     # Start from the adapter of a saved model folder (or a bundled model's name) instead of fresh
     # initialisation: fine-tuning, or a second stage of a run. It must be the same variant.
     init_adapter: Optional[str] = None
-    # A list of block indices, or a placement preset (every_other | early | middle | late); None: every
-    # other block from 1. `Any` because OmegaConf cannot type a list-or-string field; checked in check_config.
-    cross_attn_layers: Any = None
-    cross_attn_heads: int = 16
-    cross_attn_head_dim: int = 72
-    use_ffn: bool = False
-    ffn_mult: int = 2
-    pooling: str = "cls"
-    # Design-study variants (docs/ablations.md); the defaults are SteerViT.
-    fusion: str = "early"  # early | late
-    gate: str = "tanh"  # tanh | tanh_normal | sigmoid | none
-    connector: str = "mlp"  # mlp | linear
     grad_checkpointing: bool = False  # recompute frozen trunk blocks in backward: less memory, ~30 % slower
+
+
+_PLAIN_TYPES = (bool, int, float, str)
+
+
+def _schema_type(kind: Any) -> Any:
+    """A SteerViTConfig field type as an OmegaConf schema can declare it.
+
+    OmegaConf types plain values and `Optional` of one; anything else (`list[int] | str | None`) is
+    `Any` there and checked by SteerViTConfig itself (see check_config)."""
+    if kind in _PLAIN_TYPES:
+        return kind
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        rest = [k for k in typing.get_args(kind) if k is not type(None)]
+        if len(rest) == 1 and rest[0] in _PLAIN_TYPES:
+            return Optional[rest[0]]
+    return Any
+
+
+def _schema_field(f: dataclasses.Field) -> dataclasses.Field:
+    """A fresh field with `f`'s default: the model's own field objects are left untouched."""
+    if f.default_factory is not dataclasses.MISSING:
+        return field(default_factory=f.default_factory)
+    return field(default=f.default)
+
+
+def _make_model_section() -> type:
+    """The run config's `model` section: the model's config fields (declared once, in SteerViTConfig)
+    followed by the run-only RunModelOptions."""
+    model_types = typing.get_type_hints(SteerViTConfig)
+    run_types = typing.get_type_hints(RunModelOptions)
+    section = dataclasses.make_dataclass(
+        "ModelSection",
+        [(f.name, _schema_type(model_types[f.name]), _schema_field(f)) for f in user_fields()]
+        + [(f.name, run_types[f.name], _schema_field(f)) for f in dataclasses.fields(RunModelOptions)],
+    )
+    section.__module__ = __name__
+    return section
+
+
+# The model fields a run config sets: every SteerViTConfig field a user chooses, with its default.
+MODEL_FIELDS = tuple(f.name for f in user_fields())
+ModelSection = _make_model_section()
 
 
 @dataclass
@@ -214,13 +247,7 @@ def _first_line(err: Exception) -> str:
 def from_published(published: Mapping[str, Any]) -> dict:
     """A published training config -> this schema's layout; unknown keys are dropped with a warning."""
     model = SteerViTConfig.from_published(published)
-    out: dict[str, Any] = {
-        "model": {
-            "trunk": model.trunk, "image_size": model.image_size, "text_encoder": model.text_encoder,
-            "cross_attn_layers": model.cross_attn_layers, "use_ffn": model.use_ffn,
-            "ffn_mult": model.ffn_mult, "pooling": model.pooling,
-        }
-    }
+    out: dict[str, Any] = {"model": {name: getattr(model, name) for name in MODEL_FIELDS}}
     if "seed" in published:
         out["seed"] = published["seed"]
     dropped: list[str] = []
@@ -254,18 +281,13 @@ def _known(values: Mapping[str, Any], schema: DictConfig, prefix: str, dropped: 
 
 def to_model_config(cfg: DictConfig) -> SteerViTConfig:
     """The model part of a run config as the model's own config dataclass."""
-    m = cfg.model
-    layers = m.cross_attn_layers
+    values = {name: cfg.model[name] for name in MODEL_FIELDS}
+    layers = values["cross_attn_layers"]
     if isinstance(layers, ListConfig):
-        layers = list(layers)
+        values["cross_attn_layers"] = list(layers)
     elif layers is not None and not isinstance(layers, str):
         raise ValueError(f"cross_attn_layers must be a list of block indices or a preset name, got {layers!r}")
-    return SteerViTConfig(
-        trunk=m.trunk, image_size=m.image_size, text_encoder=m.text_encoder, cross_attn_layers=layers,
-        cross_attn_heads=m.cross_attn_heads, cross_attn_head_dim=m.cross_attn_head_dim,
-        use_ffn=m.use_ffn, ffn_mult=m.ffn_mult, pooling=m.pooling,
-        fusion=m.fusion, gate=m.gate, connector=m.connector,
-    )
+    return SteerViTConfig(**values)
 
 
 def sources(cfg: DictConfig, split: str) -> list[dict]:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_model_options, model_from_args
+
 
 def _port(text: str) -> int:
     value = int(text)
@@ -12,8 +14,6 @@ def _port(text: str) -> int:
 
 
 def register(commands) -> None:
-    from ..cli import add_model_options
-
     p = commands.add_parser("serve", help="a local web page: heatmaps and gallery search for your image and prompts")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only; the app has no login)")
@@ -26,13 +26,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from .app import create_app
+        from ..serve.app import create_app
     except ImportError as err:
         raise OSError(f"steervit serve needs FastAPI and uvicorn ({err}); "
                       "install them with: pip install fastapi uvicorn python-multipart") from err
-    from ..cli import load_model
-
-    model = load_model(args)
+    model = model_from_args(args)
     app = create_app(model)
     print(f"steervit: serving {args.model} on http://{args.host}:{args.port}/ (Ctrl+C to stop)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -1,21 +1,12 @@
-"""`steervit data build-offline OUT_DIR`: the offline dataset and evaluation sets from real photos."""
+"""`steervit data build-offline OUT_DIR`: the offline dataset and evaluation sets from real photos.
+
+(The command makes data; the `steervit.data` package reads training data. This module is the
+command's, in `steervit.cli.offline_data`, so the two are never confused.)"""
 from __future__ import annotations
 
 import argparse
 
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+from .options import non_negative_int, positive_float
 
 
 def register(commands) -> None:
@@ -28,12 +19,12 @@ def register(commands) -> None:
     )
     p.add_argument("out_dir", metavar="OUT_DIR")
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same files (default: 0)")
-    p.add_argument("--scale", type=_positive_float, default=1.0,
+    p.add_argument("--scale", type=positive_float, default=1.0,
                    help="multiply every count (default 1: ~2300 scene images, ~6900 records, ~680 eval images)")
-    p.add_argument("--train-images", type=_count, metavar="N", help="scene images in train (default 2000)")
-    p.add_argument("--val-images", type=_count, metavar="N", help="scene images in validation (default 100)")
-    p.add_argument("--test-images", type=_count, metavar="N", help="scene images in test (default 200)")
-    p.add_argument("--expressions", type=_count, metavar="N", help="records per scene image (default 3)")
+    p.add_argument("--train-images", type=non_negative_int, metavar="N", help="scene images in train (default 2000)")
+    p.add_argument("--val-images", type=non_negative_int, metavar="N", help="scene images in validation (default 100)")
+    p.add_argument("--test-images", type=non_negative_int, metavar="N", help="scene images in test (default 200)")
+    p.add_argument("--expressions", type=non_negative_int, metavar="N", help="records per scene image (default 3)")
     p.add_argument("--no-eval-sets", action="store_true", help="skip core/, anomaly/ and pods/")
     p.add_argument("--overwrite", action="store_true", help="replace a previous build in OUT_DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -43,7 +34,7 @@ def register(commands) -> None:
 def cmd_build_offline(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .build import BuildSizes, build_offline
+    from ..offline.build import BuildSizes, build_offline
 
     sizes = BuildSizes().scaled(args.scale) if args.scale != 1.0 else BuildSizes()
     explicit = {"train": args.train_images, "validation": args.val_images, "test": args.test_images,

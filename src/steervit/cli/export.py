@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import EXIT_ERROR, add_model_options, load_model, positive_int
+from .options import EXIT_ERROR, add_model_options, model_from_args, positive_int
 
 # Prompts of different lengths for checking an export that takes the text as an input.
 CHECK_PROMPTS = ("a dog", "the small red car parked on the left side of the street")
@@ -38,20 +38,20 @@ def register(commands) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from .export import check_onnx, check_opset, check_out_path, export_onnx
-    from .io import open_rgb
-    from .text import check_prompts
+    from ..export import check_onnx, check_opset, check_out_path, export_onnx
+    from ..io import open_rgb
+    from ..text import check_prompt_list
 
     # everything that can be checked is checked before the slow model load
     check_out_path(args.out)
     check_opset(args.opset)
     if args.prompt is not None:
-        check_prompts([args.prompt])
+        check_prompt_list([args.prompt])
     if args.check_images and not args.check:
         raise ValueError("--check-images are the images for --check; add --check (or drop --check-images)")
     # The check's inputs: all of them or none (a check on fewer images than asked would pass silently).
     pictures = [open_rgb(p) for p in args.check_images or []]
-    model = load_model(args)
+    model = model_from_args(args)
     path = export_onnx(model, args.out, prompt=args.prompt, text_as_input=args.text_input,
                        opset=args.opset, image_size=args.image_size)
     print(path)

@@ -10,18 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import EXIT_ERROR, non_negative_float, positive_int
-
-GATES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-
-
-def gate_list(text: str) -> list[float]:
-    """Comma-separated, so that the option cannot swallow the KEY=VALUE overrides after it."""
-    return [non_negative_float(t) for t in text.split(",") if t.strip()]
+from ..evaluation.sweep import GATE_FACTORS
+from .options import EXIT_ERROR, add_device_option, add_loader_options, gate_factor_list
 
 
 def register(commands) -> None:
-    from .ablate import ALIASES, DEFAULT_VARIANTS, VARIANTS
+    from ..ablate import ALIASES, DEFAULT_VARIANTS, VARIANTS
 
     known = "; ".join(f"{name} ({' '.join(o) or 'the base config'})" for name, o in VARIANTS.items())
     p = commands.add_parser(
@@ -37,28 +31,27 @@ def register(commands) -> None:
     p.add_argument("--eval", action="append", default=[], metavar="NAME=PATH",
                    help="a benchmark to evaluate every variant on: core=PATH, pods=PATH or fgcls=PATH "
                         "(as the --data of `steervit eval NAME`); repeatable")
-    p.add_argument("--gates", type=gate_list, default=list(GATES), metavar="F,F,...",
+    p.add_argument("--gates", type=gate_factor_list, default=list(GATE_FACTORS), metavar="F,F,...",
                    help="gate factors of each variant's sweep, needs core (default: 0,0.2,0.4,0.6,0.8,1)")
     p.add_argument("--no-sweep", action="store_true", help="skip the gate-factor sweeps")
     p.add_argument("--pods-prompts", type=lambda v: [k.strip() for k in v.split(",") if k.strip()],
                    metavar="KIND,...", help="PODS prompt kinds to evaluate (supercategory, name, description; "
                                             "default: all the data allows; the table uses description)")
-    p.add_argument("--device", default="auto", help="evaluation device: auto (GPU when available), cpu, cuda, ...")
-    p.add_argument("--batch-size", type=positive_int, default=32, metavar="N", help="evaluation batch (default: 32)")
-    p.add_argument("--workers", type=int, default=0, metavar="N", help="image-loading processes (default: 0)")
+    add_device_option(p)
+    add_loader_options(p)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="overrides of the base config for every variant, e.g. train.train_iters=20000")
     p.set_defaults(func=cmd_ablate)
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from .ablate import parse_evals, parse_variants, run_study
-    from .train.cli import _setup_logging
-    from .train.trainer import NonFiniteLossError
+    from ..ablate import parse_evals, parse_variants, run_study
+    from ..train.trainer import NonFiniteLossError
+    from .train import setup_logging
 
     names = parse_variants(args.variants)
     evals = parse_evals(args.eval)
-    _setup_logging(True)
+    setup_logging(True)
     try:
         table = run_study(args.config, names, overrides=args.overrides, out=args.out, evals=evals,
                           gates=() if args.no_sweep else args.gates, device=args.device,

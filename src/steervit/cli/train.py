@@ -14,7 +14,7 @@ import argparse
 import logging
 import sys
 
-from ..cli import EXIT_ERROR, positive_int, run_command
+from .options import EXIT_ERROR, add_device_option, positive_int
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,7 +32,7 @@ def add_cache_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=256, metavar="N")
     p.add_argument("--shard-rows", type=positive_int, default=100_000, metavar="N",
                    help="expressions per safetensors shard (default: 100000)")
-    p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, ...")
+    add_device_option(p)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     p.set_defaults(func=cmd_cache_text)
 
@@ -43,20 +43,20 @@ def register(commands) -> None:
         "cache-text", help="encode every expression of the configured data once, for text-encoder-free training"))
 
 
-def _setup_logging(main_process: bool) -> None:
+def setup_logging(main_process: bool) -> None:
     logging.basicConfig(level=logging.INFO if main_process else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import distributed
-    from .config import check_config, load_config
-    from .trainer import NonFiniteLossError, NoUsableSampleError, Trainer
+    from ..train import distributed
+    from ..train.config import check_config, load_config
+    from ..train.trainer import NonFiniteLossError, NoUsableSampleError, Trainer
 
     cfg = load_config(args.config, args.overrides)
     check_config(cfg)  # before joining the process group, so a typo fails fast everywhere
     info = distributed.setup(cfg.train.device)
-    _setup_logging(info.is_main)
+    setup_logging(info.is_main)
     try:
         trainer = Trainer(cfg, dist_info=info)
         summary = trainer.fit(resume=args.resume_from or args.resume)
@@ -73,12 +73,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_cache_text(args: argparse.Namespace) -> int:
     from ..data import load_mixture
+    from ..loading import resolve_device
     from ..text import TextEncoder
-    from .config import check_config, load_config, sources
-    from .distributed import DistInfo, resolve_device
-    from .text_cache import build_text_cache, unique_expressions
+    from ..train.config import check_config, load_config, sources
+    from ..train.text_cache import build_text_cache, unique_expressions
 
-    _setup_logging(True)
+    setup_logging(True)
     cfg = load_config(args.config, args.overrides)
     check_config(cfg)
     out = args.out or cfg.data.text_cache
@@ -88,7 +88,7 @@ def cmd_cache_text(args: argparse.Namespace) -> int:
     if cfg.data.val:
         record_lists.append(load_mixture(sources(cfg, "val")).records)
     expressions = unique_expressions(record_lists)
-    encoder = TextEncoder(cfg.model.text_encoder).to(resolve_device(args.device, DistInfo()))
+    encoder = TextEncoder(cfg.model.text_encoder).to(resolve_device(args.device))
     build_text_cache(encoder, expressions, out, batch_size=args.batch_size, shard_rows=args.shard_rows)
     print(f"cached {len(expressions)} expressions ({cfg.model.text_encoder}, width {encoder.dim}) in {out}")
     return 0
@@ -96,6 +96,8 @@ def cmd_cache_text(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m steervit.train ...`: the `train` command on its own, for torchrun."""
+    from . import run_command
+
     parser = argparse.ArgumentParser(prog="python -m steervit.train", description="Train a SteerViT adapter.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
     add_train_arguments(parser)
