@@ -186,22 +186,20 @@ def evaluate_variant(model, data: dict[str, Any], *, gates: Sequence[float] = ()
     out: dict[str, Any] = {}
     if "fgcls" in data:
         r = fgcls.evaluate(model, data["fgcls"], seed=seed, cache=cache, **loader)
-        out["fgcls"] = {"value": r["mean"], "per_dataset": {n: d["accuracy"] for n, d in r["per_dataset"].items()}}
+        out["fgcls"] = {"value": r.mean, "per_dataset": {n: r.accuracy(n) for n in r.per_dataset}}
     if "core" in data:
         r = core.evaluate(model, data["core"], ks=(1,), cache=cache, **loader)
-        out["core"] = {"value": r["overall"]["P@1"],
-                       "per_scene": {s: v["P@1"] for s, v in r["per_scene"].items()}}
+        out["core"] = {"value": r.precision(1), "per_scene": {s: v["P@1"] for s, v in r.per_scene.items()}}
     if "pods" in data:
         pods_data, kinds = data["pods"]
         r = pods.evaluate(model, pods_data, kinds, cache=cache, **loader)
         kind = "description" if "description" in kinds else kinds[-1]
-        out["pods"] = {"value": r["granularities"][kind]["pr_auc"], "granularity": kind,
-                       "granularities": {k: {"pr_auc": g["pr_auc"], "ndcg": g["ndcg"]}
-                                         for k, g in r["granularities"].items()}}
+        out["pods"] = {"value": r.pr_auc(kind), "granularity": kind,
+                       "granularities": {k: {"pr_auc": r.pr_auc(k), "ndcg": r.ndcg(k)} for k in r.granularities}}
     if gates and "core" in data:
         r = sweep.evaluate(model, gates, data["core"], fgcls_data=data.get("fgcls"), ks=(1,), cache=cache,
                            core_options=loader, fgcls_options={"seed": seed, **loader})
-        out["sweep"] = r["rows"]
+        out["sweep"] = [row.to_json() for row in r.rows]
     return out
 
 

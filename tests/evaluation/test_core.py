@@ -75,12 +75,15 @@ def test_core_per_object_weights_and_wrong_prompt_on_random_images(golden_model)
                for o in range(3) for b in range(3 + o)]
     cache = FeatureCache()
     results = core.evaluate(golden_model, records, ks=(1,), wrong_prompt=True, cache=cache)
-    per_object = [results["per_object"][f"s/o{o}"] for o in range(3)]
+    per_object = [results.per_object[f"s/o{o}"] for o in range(3)]
     expected = sum(p["P@1"] * p["queries"] for p in per_object) / sum(p["queries"] for p in per_object)
-    assert results["overall"]["P@1"] == pytest.approx(expected)
+    assert results.precision(1) == results.overall["P@1"] == pytest.approx(expected)
     feats = global_features(golden_model, [r.image for r in records], ["the object number 0.", "the object number 1."],
                             cache=cache)
     assert feats.shape == (len(records), 2, golden_model.feature_dim)
     assert not torch.allclose(feats[:, 0], feats[:, 1])
-    assert 0.0 <= results["wrong_prompt"]["overall"]["P@1"] <= 100.0
-    assert np.isfinite(results["mean_over_scenes"]["P@1"])
+    assert 0.0 <= results.wrong_prompt["overall"]["P@1"] <= 100.0
+    assert np.isfinite(results.mean_over_scenes["P@1"])
+    document = results.to_json()  # what results.json holds
+    assert document["benchmark"] == "core" and document["overall"] == results.overall
+    assert document["wrong_prompt"] == results.wrong_prompt and document["paper"] == core.PAPER

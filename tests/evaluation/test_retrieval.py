@@ -40,7 +40,7 @@ def test_pods_without_descriptions_uses_folder_names(tmp_path, golden_model):
     assert pods.available(data) == ["name"]
     assert pods.prompt_for(data, "old_bag", "name") == "the old bag"
     results = pods.evaluate(golden_model, data, ["name"])
-    assert results["granularities"]["name"]["pr_auc"] == pytest.approx(100.0)
+    assert results.pr_auc("name") == pytest.approx(100.0)
     assert main(["eval", "pods", "--data", str(tmp_path / "bare"), "--granularity", "description",
                  "--out", str(tmp_path / "o"), *MODEL_ARGS]) == 2
 
@@ -53,9 +53,9 @@ def test_pods_hard_case_is_below_the_oracle(tmp_path, golden_model):
     (root / obj / "negative").rename(root / obj / "positive")
     (root / obj / "tmp").rename(root / obj / "negative")
     results = pods.evaluate(golden_model, read_pods(root), ["name"])
-    per_object = results["granularities"]["name"]["per_object"]
+    per_object = results.granularities["name"]["per_object"]
     assert per_object[obj]["pr_auc"] < 100.0
-    assert results["granularities"]["name"]["pr_auc"] == pytest.approx(
+    assert results.pr_auc("name") == pytest.approx(
         sum(v["pr_auc"] for v in per_object.values()) / 3)
 
 

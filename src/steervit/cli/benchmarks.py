@@ -28,7 +28,7 @@ class Benchmark:
     data_help: str
     options: Callable[[argparse.ArgumentParser], None]  # its own options
     read: Callable[[Namespace], Any]  # the data, read before the model loads
-    evaluate: Callable[[Any, Any, Namespace], dict]  # (model, data, args) -> results
+    evaluate: Callable[[Any, Any, Namespace], Any]  # (model, data, args) -> a typed result or a dict
     table: Callable[[dict], str]  # the results.md table
     summary: Callable[[dict], str]  # the line printed at the end
     recorded: Callable[[Namespace, Any], dict] = lambda args, data: {}  # options kept in results["setup"]
@@ -39,12 +39,12 @@ class Benchmark:
 
 def run_benchmark(benchmark: Benchmark, args: Namespace) -> int:
     from ..evaluation.features import FeatureCache
-    from ..evaluation.report import setup, write_results
+    from ..evaluation.report import as_document, setup, write_results
 
     data = benchmark.read(args)
     model = model_from_args(args)
     args.feature_cache = FeatureCache(getattr(args, "cache", None))
-    results = benchmark.evaluate(model, data, args)
+    results = as_document(benchmark.evaluate(model, data, args))
     results["setup"] = setup(args, model, **benchmark.recorded(args, data))
     out = Path(args.out)
     paths = benchmark.figures(results, out)  # figures may add file names to the results

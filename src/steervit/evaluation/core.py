@@ -11,13 +11,15 @@ of the scene, averaged over those prompts (costs nothing extra: those features e
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from .datasets import CoreRecord
 from .features import FeatureCache, global_features
 from .metrics import core_precision_at_k
-from .report import markdown_table, weighted_mean
+from .report import BenchmarkResult, markdown_table, weighted_mean
 
 PAPER = {
     "P@1": {"SteerViT": 96.0, "SteerViT (wrong prompt)": 47.7, "DINOv2": 43.7, "MAE": 21.8, "SigLIP": 38.3,
@@ -46,7 +48,7 @@ def check_ks(by_scene: dict[str, list[CoreRecord]], ks: list[int]) -> None:
 
 
 def evaluate(model, records: list[CoreRecord], *, text: bool = True, ks=(1, 5, 10), wrong_prompt: bool = False,
-             batch_size: int = 32, workers: int = 0, cache: FeatureCache | None = None) -> dict:
+             batch_size: int = 32, workers: int = 0, cache: FeatureCache | None = None) -> "CoreResults":
     """CORE P@k in percent: overall, per scene, per object and (optionally) with wrong prompts."""
     ks = [int(k) for k in ks]
     by_scene: dict[str, list[CoreRecord]] = defaultdict(list)
@@ -113,28 +115,38 @@ def wrong_prompt_scene(feats: list[np.ndarray], labels: np.ndarray, ids: np.ndar
     return out
 
 
-def aggregate(per_scene: dict, per_object: dict, wrong_scene: dict, ks: list[int]) -> dict:
-    """The results document: overall (query-weighted) and unweighted means of the per-scene values."""
+@dataclass
+class CoreResults(BenchmarkResult):
+    """CORE P@k in percent, keyed "P@k": overall (query-weighted), per scene, per object."""
+
+    benchmark: ClassVar[str] = "core"
+    metric: ClassVar[str] = "P@k, percent"
+    averaging: ClassVar[str] = ("overall = mean over all queries; per scene = mean over its queries; "
+                                "mean_over_scenes = unweighted mean of the scenes")
+    paper: ClassVar[dict] = PAPER
+    overall: dict[str, float]
+    mean_over_scenes: dict[str, float]
+    queries: int
+    per_scene: dict[str, dict]
+    per_object: dict[str, dict]
+    wrong_prompt: dict | None = None  # {"overall", "per_scene"} of the wrong-prompt control
+
+    def precision(self, k: int = 1) -> float:
+        return self.overall[f"P@{k}"]
+
+
+def aggregate(per_scene: dict, per_object: dict, wrong_scene: dict, ks: list[int]) -> CoreResults:
+    """Overall (query-weighted) and unweighted means of the per-scene values."""
     weights = [s["queries"] for s in per_scene.values()]
     keys = [f"P@{k}" for k in ks]
-    results = {
-        "benchmark": "core",
-        "metric": "P@k, percent",
-        "averaging": "overall = mean over all queries; per scene = mean over its queries; "
-                     "mean_over_scenes = unweighted mean of the scenes",
-        "overall": _weighted(list(per_scene.values()), weights, keys),
-        "mean_over_scenes": {key: float(np.mean([s[key] for s in per_scene.values()])) for key in keys},
-        "queries": sum(weights),
-        "per_scene": per_scene,
-        "per_object": per_object,
-        "paper": PAPER,
-    }
+    wrong = None
     if wrong_scene:
-        results["wrong_prompt"] = {
-            "overall": _weighted(list(wrong_scene.values()), [per_scene[s]["queries"] for s in wrong_scene], keys),
-            "per_scene": wrong_scene,
-        }
-    return results
+        wrong = {"overall": _weighted(list(wrong_scene.values()), [per_scene[s]["queries"] for s in wrong_scene], keys),
+                 "per_scene": wrong_scene}
+    return CoreResults(
+        overall=_weighted(list(per_scene.values()), weights, keys),
+        mean_over_scenes={key: float(np.mean([s[key] for s in per_scene.values()])) for key in keys},
+        queries=sum(weights), per_scene=per_scene, per_object=per_object, wrong_prompt=wrong)
 
 
 def _weighted(rows: list[dict], weights: list[int], keys: list) -> dict:

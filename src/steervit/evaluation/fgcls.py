@@ -7,7 +7,9 @@ Averaging: the mean is the unweighted mean over datasets. Waterbirds also report
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -15,7 +17,7 @@ from torch import nn
 
 from .datasets import LabelledImages, read_image_folder, read_waterbirds
 from .features import FeatureCache, global_features
-from .report import markdown_table, mean
+from .report import BenchmarkResult, markdown_table, mean
 
 PROMPTS = {"imagewoof": "the dog", "stanford_cars": "the car", "waterbirds": "the bird"}
 FOLDER_NAMES = {"imagewoof": ("imagewoof", "imagewoof2"), "stanford_cars": ("stanford_cars", "stanfordcars",
@@ -68,7 +70,7 @@ def train_probe(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, epochs: i
 
 def evaluate(model, data: dict[str, tuple[LabelledImages, LabelledImages]], *, text: bool = True,
              epochs: int = 300, lr: float = 1e-3, probe_batch_size: int = 128, seed: int = 0,
-             batch_size: int = 32, workers: int = 0, cache: FeatureCache | None = None) -> dict:
+             batch_size: int = 32, workers: int = 0, cache: FeatureCache | None = None) -> "FgclsResults":
     """Accuracy (percent) per dataset and their mean."""
     per_dataset = {}
     for name, (train, test) in data.items():
@@ -89,15 +91,25 @@ def evaluate(model, data: dict[str, tuple[LabelledImages, LabelledImages]], *, t
             groups = np.array(test.groups)
             entry["worst_group_accuracy"] = 100 * min(float(correct[groups == g].mean()) for g in np.unique(groups))
         per_dataset[name] = entry
-    return {
-        "benchmark": "fgcls",
-        "metric": "top-1 accuracy of a linear probe, percent",
-        "averaging": "mean = unweighted mean over datasets",
-        "mean": mean([d["accuracy"] for d in per_dataset.values()]),
-        "per_dataset": per_dataset,
-        "probe": {"epochs": epochs, "lr": lr, "batch_size": probe_batch_size, "optimizer": "Adam", "seed": seed},
-        "paper": PAPER,
-    }
+    return FgclsResults(
+        mean=mean([d["accuracy"] for d in per_dataset.values()]), per_dataset=per_dataset,
+        probe={"epochs": epochs, "lr": lr, "batch_size": probe_batch_size, "optimizer": "Adam", "seed": seed})
+
+
+@dataclass
+class FgclsResults(BenchmarkResult):
+    """Linear-probe accuracy (percent) per dataset and their unweighted mean."""
+
+    benchmark: ClassVar[str] = "fgcls"
+    metric: ClassVar[str] = "top-1 accuracy of a linear probe, percent"
+    averaging: ClassVar[str] = "mean = unweighted mean over datasets"
+    paper: ClassVar[dict] = PAPER
+    mean: float | None
+    per_dataset: dict[str, dict]
+    probe: dict
+
+    def accuracy(self, dataset: str) -> float:
+        return self.per_dataset[dataset]["accuracy"]
 
 
 def table(results: dict) -> str:

@@ -13,7 +13,9 @@ model's square input. Defaults: 10 bank images, 20 + 20 validation images, k = 1
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -23,7 +25,7 @@ from tqdm import tqdm
 from .datasets import ADE20K_CLASSES
 from .features import ImageRef, dense_features, read_label_png, resize_mask, square_transform
 from .metrics import per_class_iou
-from .report import markdown_table, mean
+from .report import BenchmarkResult, markdown_table, mean
 
 PAPER = {"ADE20k mIoU": {"DINOv2": 53.7, "SteerViT": 55.4}}
 
@@ -92,7 +94,7 @@ def patch_labels(masks: list[np.ndarray], cls: int, patch: int) -> torch.Tensor:
 def evaluate(model, train: list[tuple[Path, Path]], val: list[tuple[Path, Path]], *, text: bool = True,
              classes: list[int] | None = None, bank_images: int = 10, val_images: int = 20, k: int = 10,
              vote: str = "soft", temperature: float = 0.02, seed: int = 0, batch_size: int = 32,
-             workers: int = 0) -> dict:
+             workers: int = 0) -> "HummingbirdResults":
     """Per-class IoU (percent) and mIoU."""
     classes = classes or parse_classes(None)
     size, patch = model.image_size, model.patch_size
@@ -124,17 +126,24 @@ def evaluate(model, train: list[tuple[Path, Path]], val: list[tuple[Path, Path]]
         if iou is not None:
             per_class[name] = {"iou": 100 * iou, "bank_images": len(bank_sel[c][0]),
                                "val_images": len(val_sel[c][0]), "val_negatives": len(val_sel[c][1])}
-    return {
-        "benchmark": "hummingbird",
-        "metric": "IoU of each class vs the rest, percent",
-        "averaging": "IoU accumulated over a class's validation images; mIoU = unweighted mean over classes",
-        "miou": mean([v["iou"] for v in per_class.values()]),
-        "classes": len(per_class),
-        "per_class": per_class,
-        "protocol": {"bank_images": bank_images, "val_images": val_images, "k": k, "vote": vote,
-                     "temperature": temperature, "seed": seed, "size": size},
-        "paper": PAPER,
-    }
+    return HummingbirdResults(
+        miou=mean([v["iou"] for v in per_class.values()]), classes=len(per_class), per_class=per_class,
+        protocol={"bank_images": bank_images, "val_images": val_images, "k": k, "vote": vote,
+                  "temperature": temperature, "seed": seed, "size": size})
+
+
+@dataclass
+class HummingbirdResults(BenchmarkResult):
+    """Per-class IoU (percent) of the nearest-neighbour segmentation and their unweighted mean."""
+
+    benchmark: ClassVar[str] = "hummingbird"
+    metric: ClassVar[str] = "IoU of each class vs the rest, percent"
+    averaging: ClassVar[str] = "IoU accumulated over a class's validation images; mIoU = unweighted mean over classes"
+    paper: ClassVar[dict] = PAPER
+    miou: float | None
+    classes: int
+    per_class: dict[str, dict]
+    protocol: dict
 
 
 def table(results: dict) -> str:

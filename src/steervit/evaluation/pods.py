@@ -11,12 +11,15 @@ Averaging: per object, then the unweighted mean over objects. Prompt kinds: "the
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 
 from .datasets import PodsData, readable
 from .features import FeatureCache, global_features
 from .metrics import average_precision, ndcg_from_similarity
-from .report import markdown_table, mean
+from .report import BenchmarkResult, markdown_table, mean
 
 GRANULARITIES = ("supercategory", "name", "description")
 PAPER = {"PR-AUC / NDCG": {"DINOv2": [29.6, 67.0], "SteerViT supercategory": [27.9, 59.3],
@@ -41,7 +44,7 @@ def available(data: PodsData) -> list[str]:
 
 
 def evaluate(model, data: PodsData, granularities: list[str], *, text: bool = True, batch_size: int = 32,
-             workers: int = 0, cache: FeatureCache | None = None) -> dict:
+             workers: int = 0, cache: FeatureCache | None = None) -> "PodsResults":
     """PR-AUC and NDCG (percent) per granularity; without text every granularity is the plain baseline."""
     cache = cache if cache is not None else FeatureCache()
     objects = list(data.objects)
@@ -70,15 +73,26 @@ def evaluate(model, data: PodsData, granularities: list[str], *, text: bool = Tr
             }
         results[kind] = {"pr_auc": mean([v["pr_auc"] for v in per_object.values()]),
                          "ndcg": mean([v["ndcg"] for v in per_object.values()]), "per_object": per_object}
-    return {
-        "benchmark": "pods",
-        "metric": "one-vs-all PR-AUC and retrieval NDCG, percent",
-        "averaging": "per object (NDCG: mean over its reference queries), then unweighted mean over objects",
-        "objects": len(objects),
-        "pool": len(pool),
-        "granularities": results,
-        "paper": PAPER,
-    }
+    return PodsResults(objects=len(objects), pool=len(pool), granularities=results)
+
+
+@dataclass
+class PodsResults(BenchmarkResult):
+    """PR-AUC and NDCG (percent) per prompt granularity, each with its per-object values."""
+
+    benchmark: ClassVar[str] = "pods"
+    metric: ClassVar[str] = "one-vs-all PR-AUC and retrieval NDCG, percent"
+    averaging: ClassVar[str] = "per object (NDCG: mean over its reference queries), then unweighted mean over objects"
+    paper: ClassVar[dict] = PAPER
+    objects: int
+    pool: int
+    granularities: dict[str, dict]
+
+    def pr_auc(self, granularity: str) -> float:
+        return self.granularities[granularity]["pr_auc"]
+
+    def ndcg(self, granularity: str) -> float:
+        return self.granularities[granularity]["ndcg"]
 
 
 def table(results: dict) -> str:

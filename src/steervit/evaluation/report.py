@@ -5,13 +5,42 @@ in the Markdown table, and records how it was run so that two result files can b
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 from ..io import atomic_path
+
+
+@dataclasses.dataclass
+class BenchmarkResult:
+    """Base of typed results: the numbers are fields (read as attributes by the gate sweep, the design
+    study and users); `to_json()` is the `results.json` document (benchmark, metric, averaging, the
+    fields in order, the paper's numbers). A field left None is omitted."""
+
+    benchmark: ClassVar[str] = ""
+    metric: ClassVar[str] = ""
+    averaging: ClassVar[str] = ""
+    paper: ClassVar[dict] = {}
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"benchmark": self.benchmark, "metric": self.metric}
+        if self.averaging:
+            doc["averaging"] = self.averaging
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                doc[f.name] = value.to_json() if hasattr(value, "to_json") else value
+        doc["paper"] = self.paper
+        return doc
+
+
+def as_document(results: Any) -> dict[str, Any]:
+    """A typed result's JSON document; a plain dict (the benchmarks without typed results) as it is."""
+    return results.to_json() if hasattr(results, "to_json") else results
 
 
 def mean(values: Sequence[float | None]) -> float | None:
