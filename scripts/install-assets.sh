@@ -1,12 +1,8 @@
 #!/bin/sh
-# What the tests and the demo need from Debian: Fashion-MNIST product photos (real images for the
-# offline data) and, for the web app's browser test, chromium + chromium-driver.
-# As root: apt-get install. Otherwise Fashion-MNIST is unpacked into $STEERVIT_HOME/fashion-mnist.
+# What the demo and the tests need from Debian: Fashion-MNIST product photos (real images for the
+# offline data). As root: apt-get install. Otherwise it is unpacked into $STEERVIT_HOME/fashion-mnist.
+# (The web app's browser test also needs chromium: scripts/install-browser.sh, run by `make test`.)
 set -e
-if [ "$(id -u)" = 0 ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
-fi
 FILE=t10k-images-idx3-ubyte.gz
 HOME_DIR="${STEERVIT_HOME:-$HOME/.cache/steervit}"
 if [ -f "/usr/share/datasets/fashion-mnist/$FILE" ] || [ -f "$HOME_DIR/fashion-mnist/$FILE" ]; then
