@@ -246,7 +246,7 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
         ) from err
 
 
-def load_model(cls, name_or_path, *, backbone_weights=None, text_encoder=None, device=None, dtype=None):
+def build_from_checkpoint(cls, name_or_path, *, backbone_weights=None, text_encoder=None, device=None, dtype=None):
     """Build a model from a checkpoint (published `.pth` or saved directory) and load its weights strictly."""
     from .pretrained import REGISTRY, bundled_files
 

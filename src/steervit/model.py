@@ -522,10 +522,10 @@ class SteerViT(nn.Module):
         `backbone_weights` (local timm state dict) and `text_encoder` (HF id or folder) override what
         the checkpoint names, so everything can be loaded offline.
         """
-        from .checkpoint import load_model
+        from .checkpoint import build_from_checkpoint
 
-        return load_model(cls, name_or_path, backbone_weights=backbone_weights,
-                          text_encoder=text_encoder, device=device, dtype=dtype)
+        return build_from_checkpoint(cls, name_or_path, backbone_weights=backbone_weights,
+                                     text_encoder=text_encoder, device=device, dtype=dtype)
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write `config.json` + `model.safetensors` (trainable tensors only), atomically."""

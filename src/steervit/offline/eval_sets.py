@@ -39,7 +39,8 @@ DEFECTS = ("scratch", "foreign_texture", "stain", "hole")
 ANOMALY_CATEGORIES = ("brick", "grass", "gravel", "tissue", "deep_field")
 
 
-def slug(text: str) -> str:
+def file_stem(text: str) -> str:
+    """A name as a file-name part with underscores (the offline sets' file names)."""
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
@@ -97,7 +98,7 @@ def build_core(out: Path, seed: int, test: fm.FashionMNIST, pool: dict[int, np.n
             base = compose(background, name, items, [int(rng.integers(60, 86)) for _ in items], rng, "scatter", home)
             if base is None:
                 raise RuntimeError(f"could not place the base items of {name}")
-            image_id = f"{slug(name)}_{b:03d}"
+            image_id = f"{file_stem(name)}_{b:03d}"
             save_png(base.image, out / "bases" / f"{image_id}.png")
             sources["bases"][image_id] = [p.item.key for p in base.placed]
             for obj in objects:
@@ -105,7 +106,7 @@ def build_core(out: Path, seed: int, test: fm.FashionMNIST, pool: dict[int, np.n
                 variant = compose(base.background, name, [obj], [size], rng, "scatter", home, base=base)
                 if variant is None:
                     raise RuntimeError(f"no room for {names[obj.key]} in {image_id}")
-                file = f"images/{image_id}_{slug(names[obj.key])}.png"
+                file = f"images/{image_id}_{file_stem(names[obj.key])}.png"
                 save_png(variant.image, out / file)
                 save_mask(variant.placed[-1].mask, out / "masks" / Path(file).name)
                 lines.append({"scene": name, "object": names[obj.key], "image_id": image_id,
@@ -264,13 +265,13 @@ def build_pods(out: Path, seed: int, test: fm.FashionMNIST, pool: dict[int, np.n
         negatives = [fashion_item(test, i, colour) for i in picks[1:]]
         name = with_colour(colour, cls.nouns[0])
         info = {"supercategory": cls.supercategory, "name": name, "description": a(name)}
-        entries.append((f"{slug(cls.nouns[0])}_{k:02d}", item, negatives, info))
+        entries.append((f"{file_stem(cls.nouns[0])}_{k:02d}", item, negatives, info))
     persons = [o for o in photos.PHOTO_OBJECTS if o.held_out and o.kind == "person"]
     for obj in persons:  # only one photo of each: the other held-out person is the negative
         other = [photo_item(o.key) for o in persons if o.key != obj.key]
         negatives = [other[i % len(other)] for i in range(sizes.negative)]
         info = {"supercategory": "person", "name": obj.names[0], "description": obj.description}
-        entries.append((slug(obj.key), photo_item(obj.key), negatives, info))
+        entries.append((file_stem(obj.key), photo_item(obj.key), negatives, info))
 
     descriptions, sources = {}, {}
     for folder, item, negatives, info in entries:

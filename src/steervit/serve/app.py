@@ -107,7 +107,7 @@ def decode_image(data: bytes, limits: Limits) -> Image.Image:
         raise ApiError(400, str(err)) from err
 
 
-def check_prompts(prompts: list[str], limits: Limits) -> list[str]:
+def check_request_prompts(prompts: list[str], limits: Limits) -> list[str]:
     if not prompts:
         raise ApiError(400, "give at least one prompt, e.g. 'the cat'")
     if len(prompts) > limits.max_prompts:
@@ -257,7 +257,7 @@ class SteerService:
             prompts = [_text(p, "prompts") for p in form.getlist("prompts")]
             gate = check_gate_factor(_text(form.get("gate_factor"), "gate_factor"), self.default_gate, limits)
             data = None if upload is None else await upload.read(limits.max_upload_bytes + 1)
-        prompts = check_prompts(prompts, limits)
+        prompts = check_request_prompts(prompts, limits)
         return Query(self._image_source(data, example), example, prompts, gate)
 
     def _image_source(self, data: bytes | None, example: str | None) -> bytes | Image.Image:

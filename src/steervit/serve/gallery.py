@@ -41,7 +41,7 @@ class Example:
     image: Image.Image  # RGB
 
 
-def _fit(image: Image.Image, side: int) -> Image.Image:
+def _thumbnail(image: Image.Image, side: int) -> Image.Image:
     image = image.convert("RGB")
     image.thumbnail((side, side), Image.Resampling.LANCZOS)
     return image
@@ -60,7 +60,7 @@ def photo_examples() -> list[Example]:
     examples = []
     for key, name, title in SKIMAGE_PHOTOS:
         array = np.asarray(getattr(skimage.data, name)())
-        examples.append(Example(key, title, _fit(Image.fromarray(array), EXAMPLE_SIDE)))
+        examples.append(Example(key, title, _thumbnail(Image.fromarray(array), EXAMPLE_SIDE)))
     return examples
 
 
@@ -105,7 +105,7 @@ class Gallery:
         self.model = model
         self.examples = {e.key: e for e in examples}
         self.keys = [e.key for e in examples]
-        self.thumbnails = {e.key: data_url(_fit(e.image, THUMB_SIDE), "JPEG") for e in examples}
+        self.thumbnails = {e.key: data_url(_thumbnail(e.image, THUMB_SIDE), "JPEG") for e in examples}
         transform = model.get_transforms()
         self.inputs = torch.stack([transform(e.image) for e in examples])
         with torch.no_grad():
