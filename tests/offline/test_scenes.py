@@ -6,6 +6,7 @@ import pytest
 
 from steervit.offline import fashion_mnist as fm
 from steervit.offline import photos
+from steervit.offline import scenes
 from steervit.offline.scenes import CANVAS, Item, Placed, Scene, compose, expressions, fashion_item, \
     fashion_scene, photo_item, photo_scene, place
 
@@ -151,3 +152,42 @@ def test_variants_add_one_item_and_keep_the_base(fashion_mnist_installed):
 def test_photo_items_are_named_by_hand(key):
     item = photo_item(key)
     assert item.held_out and item.description and item.names[0]
+
+
+def test_partly_hidden_items_have_exact_visible_masks(fashion_mnist_installed):
+    """With overlap, later items cover earlier ones: masks are disjoint, each is exactly the pixels
+    that show its item, every item keeps at least MIN_VISIBLE of itself, and boxes fit the visible part."""
+    data = fm.load_fashion_mnist("test")
+    pool = {label: np.flatnonzero(data.labels == label) for label in range(10)}
+    rng = np.random.default_rng(5)
+    overlapping = 0
+    for _ in range(12):
+        items = scenes.fashion_items(rng, data, pool, 8)
+        background = np.zeros((scenes.CANVAS, scenes.CANVAS, 3), np.uint8)
+        scene = scenes.compose(background, "black", items, [int(rng.integers(40, 90)) for _ in items], rng,
+                               "scatter", overlap=0.35)
+        assert scene is not None and len(scene.placed) == 8
+        union = np.zeros((scenes.CANVAS, scenes.CANVAS), int)
+        for p in scene.placed:
+            union += p.mask
+            assert p.box == scenes.tight_box(p.mask)
+            rgb, own = p.item.render(p.size, p.flip)
+            assert p.mask.sum() >= scenes.MIN_VISIBLE * own.sum() - 1
+            assert (scene.image[p.mask].max(axis=1) > 0).all()  # every visible pixel shows the item
+        assert union.max() == 1  # no pixel belongs to two items
+        boxes = [p.box for p in scene.placed]
+        overlapping += any(not scenes._fits(a, [b]) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert overlapping > 0  # some items really touch or hide each other
+
+
+def test_default_composition_is_unchanged_by_the_overlap_option(fashion_mnist_installed):
+    data = fm.load_fashion_mnist("test")
+    pool = {label: np.flatnonzero(data.labels == label) for label in range(10)}
+    background = np.zeros((scenes.CANVAS, scenes.CANVAS, 3), np.uint8)
+    made = []
+    for kwargs in ({}, {"overlap": 0.0}):
+        rng = np.random.default_rng(3)
+        items = scenes.fashion_items(rng, data, pool, 4)
+        made.append(scenes.compose(background, "black", items, [60, 70, 50, 80], rng, "grid", **kwargs))
+    assert np.array_equal(made[0].image, made[1].image)
+    assert [p.box for p in made[0].placed] == [p.box for p in made[1].placed]

@@ -33,6 +33,7 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 NEUTRAL = ("white", "grey")  # untinted products; one colour group, so never used to tell two apart
 GENERIC_NOUNS = ("item", "object", "thing")
 LAYOUTS = ("scatter", "row", "column", "grid")
+MIN_VISIBLE = 0.6  # an item partly hidden by others keeps at least this share of its own pixels
 # How often each kind of phrase is picked when several fit; generic ones ("the topmost item",
 # "the shoe") fit very often and would crowd out the rest.
 KIND_WEIGHTS = {"position": 1.5, "relation": 1.2, "kind": 0.4, "scene position": 0.4}
@@ -142,15 +143,24 @@ def make_background(rng: np.random.Generator, style: str, scenery_keys: tuple[st
 # --------------------------------------------------------------------------- composition
 
 
-def _fits(box, boxes) -> bool:
+def _fits(box, boxes, overlap: float = 0.0) -> bool:
+    """No box closer than GAP to another; with `overlap` > 0 boxes may instead cover up to that share
+    of the smaller one (items touching or partly hiding each other)."""
     x, y, w, h = box
-    return all(x + w + GAP <= bx or bx + bw + GAP <= x or y + h + GAP <= by or by + bh + GAP <= y
-               for bx, by, bw, bh in boxes)
+    if overlap <= 0:
+        return all(x + w + GAP <= bx or bx + bw + GAP <= x or y + h + GAP <= by or by + bh + GAP <= y
+                   for bx, by, bw, bh in boxes)
+    for bx, by, bw, bh in boxes:
+        inter = max(0, min(x + w, bx + bw) - max(x, bx)) * max(0, min(y + h, by + bh) - max(y, by))
+        if inter > overlap * min(w * h, bw * bh):
+            return False
+    return True
 
 
 def place(shapes: list[tuple[int, int]], rng: np.random.Generator, layout: str,
-          occupied: list[tuple[int, int, int, int]] = ()) -> list[tuple[int, int, int, int]] | None:
-    """Non-overlapping boxes [x, y, w, h] for shapes (h, w) in a layout, or None if they do not fit."""
+          occupied: list[tuple[int, int, int, int]] = (), overlap: float = 0.0) -> list[tuple[int, int, int, int]] | None:
+    """Boxes [x, y, w, h] for shapes (h, w) in a layout, or None if they do not fit. Non-overlapping,
+    unless `overlap` > 0 (scatter only): then a box may cover up to that share of a smaller one."""
     n = len(shapes)
     boxes: list[tuple[int, int, int, int]] = []
     if layout in ("row", "column") and n > 1:
@@ -186,7 +196,7 @@ def place(shapes: list[tuple[int, int]], rng: np.random.Generator, layout: str,
                 return None
             for _ in range(200):
                 box = (int(rng.integers(0, CANVAS - w + 1)), int(rng.integers(0, CANVAS - h + 1)), w, h)
-                if _fits(box, [*occupied, *found.values()]):
+                if _fits(box, [*occupied, *found.values()], overlap):
                     found[i] = box
                     break
             else:
@@ -197,19 +207,23 @@ def place(shapes: list[tuple[int, int]], rng: np.random.Generator, layout: str,
 
 def compose(background: np.ndarray, background_name: str, items: list[Item], sizes: list[int],
             rng: np.random.Generator, layout: str = "scatter", home: str | None = None,
-            base: Scene | None = None) -> Scene | None:
+            base: Scene | None = None, overlap: float = 0.0, min_visible: float = MIN_VISIBLE) -> Scene | None:
     """Paste items (each at its longer side `sizes[i]`) onto a background, or onto `base`'s image.
 
     Sizes shrink by 15 % and the layout falls back to scatter until the items fit; None if they
-    never do. With `base`, the new items keep clear of the base's items.
+    never do. With `base`, the new items keep clear of the base's items. With `overlap` > 0 items
+    may touch and partly cover each other (later ones on top): each mask is then exactly the item's
+    *visible* pixels, and a placement that leaves an item less than `min_visible` of its own pixels
+    is tried again.
     """
     flips = [bool(rng.integers(2)) for _ in items]
     occupied = [p.box for p in base.placed] if base else []
     for attempt in range(8):
         scale = 0.85 ** attempt
         rendered = [item.render(max(12, int(s * scale)), flip, home) for item, s, flip in zip(items, sizes, flips)]
-        boxes = place([m.shape for _, m in rendered], rng, layout if attempt < 3 else "scatter", occupied)
-        if boxes is not None:
+        boxes = place([m.shape for _, m in rendered], rng, layout if attempt < 3 else "scatter", occupied,
+                      overlap if attempt < 6 else 0.0)
+        if boxes is not None and _visible_enough(rendered, boxes, min_visible):
             break
     else:
         return None
@@ -220,9 +234,30 @@ def compose(background: np.ndarray, background_name: str, items: list[Item], siz
         full = np.zeros((CANVAS, CANVAS), bool)
         full[y:y + h, x:x + w] = mask
         image[full] = rgb[mask]
+        if overlap > 0:  # what this item covers is no longer visible of the earlier ones
+            placed = [_hidden_by(earlier, full) for earlier in placed]
         placed.append(Placed(item, tight_box(full) or box, full, max(mask.shape), flip))
     return Scene(image, base.background if base else background, base.background_name if base else background_name,
                  placed)
+
+
+def _hidden_by(earlier: Placed, cover: np.ndarray) -> Placed:
+    """`earlier` with the pixels under `cover` taken out of its mask (a new object: a base scene keeps its own)."""
+    mask = earlier.mask & ~cover
+    return Placed(earlier.item, tight_box(mask) or earlier.box, mask, earlier.size, earlier.flip)
+
+
+def _visible_enough(rendered, boxes, min_visible: float) -> bool:
+    """Each item keeps at least `min_visible` of its pixels once the later items are pasted on top."""
+    covered = np.zeros((CANVAS, CANVAS), bool)
+    for (_, mask), (x, y, w, h) in reversed(list(zip(rendered, boxes))):
+        full = np.zeros((CANVAS, CANVAS), bool)
+        full[y:y + h, x:x + w] = mask
+        own = int(full.sum())
+        if own == 0 or (full & ~covered).sum() < min_visible * own:
+            return False
+        covered |= full
+    return True
 
 
 # --------------------------------------------------------------------------- expressions
