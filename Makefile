@@ -31,7 +31,9 @@ venv: $(STAMP)
 assets:
 	sh scripts/install-assets.sh
 
+# The tests also read the photo backgrounds (offline data and the OOD suite) and drive a browser.
 test: $(STAMP) assets
+	sh scripts/install-backgrounds.sh
 	sh scripts/install-browser.sh
 	$(PY) -m pytest -q
 

@@ -551,8 +551,48 @@ EMBEDDING_MAP = Benchmark(
 )
 
 
+# ------------------------------------------------------------------------------------ pointing game
+def _pointing_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tolerance", type=non_negative_float, default=0.0,
+                   help="grow every box by this many input pixels (default: 0, strict)")
+
+
+def _pointing_read(args: Namespace):
+    from ..evaluation.pointing import read_entries
+
+    return read_entries(args.data)  # no --data: the packaged hand-drawn boxes
+
+
+def _pointing_evaluate(model, entries, args: Namespace) -> dict:
+    from ..evaluation import pointing
+
+    return pointing.evaluate(model, entries, text=not args.no_text, batch_size=args.batch_size,
+                             tolerance=args.tolerance)
+
+
+def _pointing_table(results: dict) -> str:
+    from ..evaluation import pointing
+
+    return pointing.table(results)
+
+
+def _pointing_summary(results: dict) -> str:
+    from ..evaluation import pointing
+
+    return pointing.summary(results)
+
+
+POINTING = Benchmark(
+    "pointing", "pointing game on real multi-object photos: is the heatmap's peak inside the named object's box",
+    "pointing JSON (default: the packaged steervit/offline/pointing_photos.json)",
+    _pointing_options, _pointing_read, _pointing_evaluate, _pointing_table, _pointing_summary,
+    recorded=lambda args, data: {"entries": len(data), "tolerance": args.tolerance},
+    feature_cache=False, data_required=False,
+)
+
+
 BENCHMARKS: tuple[Benchmark, ...] = (CORE, MOSAIC, FGCLS, HUMMINGBIRD, PODS, ANOMALY, GENECIS, GATE_SWEEP,
-                                     DIVERGENCE, EMBEDDING_MAP)
+                                     DIVERGENCE, EMBEDDING_MAP, POINTING)
 
 
 # ------------------------------------------------------------------------------------ registration

@@ -23,7 +23,7 @@ import re
 from functools import lru_cache
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -73,10 +73,12 @@ def core_jobs(sizes: CoreSizes) -> int:
 
 
 def build_core(out: Path, seed: int, test: fm.FashionMNIST, pool: dict[int, np.ndarray],
-               sizes: CoreSizes = CoreSizes(), home: str | None = None) -> Iterator[int]:
+               sizes: CoreSizes = CoreSizes(), home: str | None = None,
+               background: Callable[[np.random.Generator], tuple[np.ndarray, str]] | None = None) -> Iterator[int]:
     """Write core/: metadata.jsonl, images/ (variants), bases/, masks/ (the added object), sources.json.
 
-    A generator: yields after each base image (for the progress bar).
+    A generator: yields after each base image (for the progress bar). `background(rng)` replaces the
+    scenes' own backgrounds (the OOD suite's CORE set uses backgrounds never seen in training).
     """
     held = [o.key for o in photos.PHOTO_OBJECTS if o.held_out]
     lines, sources = [], {"objects": {}, "bases": {}}
@@ -93,9 +95,9 @@ def build_core(out: Path, seed: int, test: fm.FashionMNIST, pool: dict[int, np.n
         names = {obj.key: with_colour(obj.colour, obj.names[0]) if obj.colour else obj.names[0] for obj in objects}
         sources["objects"][name] = {names[obj.key]: obj.key for obj in objects}
         for b in range(sizes.bases):
-            background, _ = _background(rng, texture)
+            image, _ = _background(rng, texture) if background is None else background(rng)
             items = fashion_items(rng, test, pool, 3, labels=base_labels, repeat=False)
-            base = compose(background, name, items, [int(rng.integers(60, 86)) for _ in items], rng, "scatter", home)
+            base = compose(image, name, items, [int(rng.integers(60, 86)) for _ in items], rng, "scatter", home)
             if base is None:
                 raise RuntimeError(f"could not place the base items of {name}")
             image_id = f"{file_stem(name)}_{b:03d}"

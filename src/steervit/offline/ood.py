@@ -1,0 +1,178 @@
+"""The out-of-distribution (OOD) suite: held-out scenes that differ from training along one axis each.
+
+Generalisation is only worth reporting on data made differently from the training data, so each
+part changes one thing and keeps the rest as in the in-distribution test split:
+
+    backgrounds   backgrounds from photo packages never used in training (offline/backgrounds.py)
+    layouts_9     nine items per scene, items down to about two patches wide, touching and partly
+                  hidden by each other (exact visible masks)
+    layouts_12    the same with twelve items
+    phrasings     the test split's kind of scene, described with held-out names, words and templates
+                  (offline/vocabulary.py) that training never uses
+    instances     only held-out object instances (Fashion-MNIST test photos, held-out photo objects)
+    core/         a CORE-style retrieval set (the published CORE layout) on the OOD backgrounds
+
+Output (OUT_DIR): `manifest.jsonl` (split "test", one `source` per part: `ood_<part>`),
+`scenes.jsonl`, `images/<part>/*.png`, `masks/<part>/*.png`, `core/`, `build_info.json`.
+The photos are real, the scenes are made. `bench/offline_quality.py --ood OUT_DIR` reports every part
+beside the in-distribution test split, with the plain trunk beside each.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+import numpy as np
+
+from ..data.manifest import write_manifest
+from ..data.records import PngMask, Record
+from . import backgrounds as bg
+from . import fashion_mnist as fm
+from . import photos
+from .scenes import CANVAS, PALETTE, Scene, choose_expressions, compose, fashion_item, fashion_items, \
+    make_background, photo_item, save_mask, save_png
+
+PARTS = ("backgrounds", "layouts_9", "layouts_12", "phrasings", "instances")
+STATEMENT = "The photos are real, the scenes are made."
+
+
+@dataclass(frozen=True)
+class OodSizes:
+    """Scene images per part (each gives `expressions` records) and CORE-style scenes x bases."""
+
+    scenes: int = 120
+    expressions: int = 3
+    core_scenes: int = 4
+    core_bases: int = 8
+
+
+@dataclass(frozen=True)
+class _Material:
+    test: fm.FashionMNIST
+    pool: dict[int, np.ndarray]  # label -> Fashion-MNIST test photos (held out from training)
+    seen: tuple[str, ...]  # photo objects training uses
+    held: tuple[str, ...]  # photo objects training never uses
+    ood_backgrounds: list[Path]
+
+
+# --------------------------------------------------------------------------- one scene per part
+
+
+def _ood_background(rng: np.random.Generator, material: _Material) -> tuple[np.ndarray, str]:
+    path = material.ood_backgrounds[int(rng.integers(len(material.ood_backgrounds)))]
+    return bg.random_background(rng, [path], CANVAS), f"ood:{path.name}"
+
+
+def _standard_scene(rng: np.random.Generator, material: _Material, background) -> Scene:
+    """As the in-distribution test split: four products, or photo objects (one held out) with products."""
+    if rng.random() < 1 / 3:
+        keys = [str(rng.choice(material.held))]
+        keys += [str(k) for k in rng.choice([k for k in material.seen + material.held if k not in keys],
+                                              size=int(rng.integers(0, 3)), replace=False)]
+        items = [photo_item(k) for k in keys] + fashion_items(rng, material.test, material.pool, int(rng.integers(0, 3)))
+        sizes = [int(rng.integers(80, 131)) for _ in keys] + [int(rng.integers(40, 70)) for _ in items[len(keys):]]
+    else:
+        items = fashion_items(rng, material.test, material.pool, 4)
+        sizes = [int(rng.integers(40, 91)) for _ in items]
+    image, name = background(rng)
+    return compose(image, name, items, sizes, rng, "scatter")
+
+
+def _dense_scene(rng: np.random.Generator, material: _Material, count: int) -> Scene | None:
+    """`count` items, 28-80 px (two patches and up), touching and partly hiding each other."""
+    photo_keys = [str(k) for k in rng.choice(material.seen + material.held, size=int(rng.integers(0, 3)),
+                                             replace=False)]
+    items = [photo_item(k) for k in photo_keys]
+    for label in rng.integers(10, size=count - len(items)):  # classes repeat: same-class distractors
+        colour = str(rng.choice(list(PALETTE))) if rng.random() < 0.7 else None  # often in other colours
+        items.append(fashion_item(material.test, int(rng.choice(material.pool[int(label)])), colour))
+    sizes = [int(rng.integers(28, 81)) for _ in items]
+    style = str(rng.choice(["black", "texture", "photo"]))
+    image, name = make_background(rng, style, material.seen)
+    return compose(image, name, items, sizes, rng, "scatter", overlap=0.3)
+
+
+def _make_part(part: str, rng: np.random.Generator, material: _Material) -> tuple[Scene | None, str]:
+    """(scene, expression split) of one image of `part`."""
+    if part == "backgrounds":
+        return _standard_scene(rng, material, lambda r: _ood_background(r, material)), "train"
+    if part in ("layouts_9", "layouts_12"):
+        return _dense_scene(rng, material, int(part.split("_")[1])), "train"
+    in_distribution = lambda r: make_background(r, str(r.choice(["black", "texture", "photo"])), material.seen)
+    return _standard_scene(rng, material, in_distribution), "ood" if part == "phrasings" else "train"
+
+
+# --------------------------------------------------------------------------- the build
+
+
+def build_ood(out_dir: str | Path, seed: int = 0, sizes: OodSizes = OodSizes(), *, overwrite: bool = False,
+              progress: bool = True, fashion_root: str | None = None,
+              parts: tuple[str, ...] = PARTS) -> dict:
+    """Write the OOD suite into `out_dir`; returns the summary also written to build_info.json."""
+    from tqdm import tqdm
+
+    from .eval_sets import CoreSizes, build_core
+
+    start = time.time()
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) to replace it")
+    fm.require_fashion_mnist(fashion_root)
+    material = _material(fashion_root)
+    records, lines, counts = [], [], {}
+    bar = tqdm(total=len(parts) * sizes.scenes + sizes.core_scenes * sizes.core_bases, desc="OOD suite",
+               unit="img", disable=not progress)
+    for code, part in enumerate(parts):
+        made = 0
+        for i in range(sizes.scenes):
+            rng = np.random.default_rng([seed, 500 + PARTS.index(part), i])
+            scene, split = _make_part(part, rng, material)
+            bar.update(1)
+            if scene is None:
+                continue
+            image_id = f"{part}-{i:05d}"
+            new_records, line = _save(out, part, image_id, scene, choose_expressions(
+                scene, sizes.expressions, rng, split=split))
+            records += new_records
+            lines.append({**line, "expression_split": split})
+            made += 1
+        counts[part] = {"images": made, "records": sum(r.source == f"ood_{part}" for r in records)}
+    write_manifest(records, out / "manifest.jsonl")
+    with open(out / "scenes.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+    core_sizes = CoreSizes(scenes=sizes.core_scenes, bases=sizes.core_bases)
+    for _ in build_core(out / "core", seed, material.test, material.pool, core_sizes,
+                        background=lambda r: _ood_background(r, material)):
+        bar.update(1)
+    bar.close()
+    summary = {"seed": seed, "sizes": asdict(sizes), "parts": counts, "seconds": round(time.time() - start, 1),
+               "ood_background_files": len(material.ood_backgrounds), "statement": STATEMENT}
+    (out / "build_info.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    return summary
+
+
+def _material(fashion_root: str | None) -> _Material:
+    test = fm.load_fashion_mnist("test", fashion_root)
+    pool = {label: np.flatnonzero(test.labels == label) for label in range(10)}
+    seen = tuple(o.key for o in photos.PHOTO_OBJECTS if not o.held_out)
+    held = tuple(o.key for o in photos.PHOTO_OBJECTS if o.held_out)
+    return _Material(test, pool, seen, held, bg.background_files("ood"))
+
+
+def _save(out: Path, part: str, image_id: str, scene: Scene, chosen) -> tuple[list[Record], dict]:
+    image_path = out / "images" / part / f"{image_id}.png"
+    save_png(scene.image, image_path)
+    items = []
+    for k, placed in enumerate(scene.placed):
+        mask_path = out / "masks" / part / f"{image_id}_{k}.png"
+        save_mask(placed.mask, mask_path)
+        items.append({"key": placed.item.key, "category": placed.item.category, "colour": placed.item.colour,
+                      "box": list(placed.box), "mask": mask_path.relative_to(out).as_posix()})
+    records = [Record(image=str(image_path), expression=text, mask=PngMask(str(out / items[k]["mask"])),
+                      source=f"ood_{part}", image_id=image_id, split="test") for k, text in chosen]
+    line = {"image_id": image_id, "part": part, "image": image_path.relative_to(out).as_posix(),
+            "background": scene.background_name, "items": items,
+            "expressions": [{"item": k, "text": text} for k, text in chosen]}
+    return records, line
+
