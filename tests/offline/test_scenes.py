@@ -1,12 +1,15 @@
 """Scene composition and expressions: exact masks, and phrases true of their item and of no other."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
 from steervit.offline import fashion_mnist as fm
 from steervit.offline import photos
 from steervit.offline import scenes
+from steervit.offline import vocabulary as v
 from steervit.offline.scenes import CANVAS, Item, Placed, Scene, compose, expressions, fashion_item, \
     fashion_scene, photo_item, photo_scene, place
 
@@ -30,8 +33,8 @@ def scene(*placed: Placed) -> Scene:
     return Scene(blank, blank, "black", list(placed))
 
 
-def all_phrases(s: Scene, i: int) -> set[str]:
-    return {t for texts in expressions(s, i).values() for t in texts}
+def all_phrases(s: Scene, i: int, split: str = "train") -> set[str]:
+    return {t for texts in expressions(s, i, split).values() for t in texts}
 
 
 def test_left_and_right_pick_the_extreme_of_their_class():
@@ -42,6 +45,10 @@ def test_left_and_right_pick_the_extreme_of_their_class():
     assert "the sneaker" not in left | right  # two sneakers: the bare noun names neither
     assert {"the bag", "a bag", "the bag at the top", "the topmost item"} <= bag
     assert "the sneaker to the left of the bag" in left and "the sneaker to the right of the bag" in right
+    # synonyms say the same: any name of the class, any wording of the side, any training template
+    assert {"the trainer furthest to the left", "the leftmost running shoe", "the gym shoe that is on the far left",
+            "the left athletic shoe of the two", "the running shoe placed to the left of the handbag"} <= left
+    assert {"the purse at the top", "the handbag in the picture", "the uppermost object"} <= bag
 
 
 def test_no_position_words_when_the_difference_is_not_visible():
@@ -105,18 +112,81 @@ def random_scenes(count: int, seed: int = 0):
             yield fashion_scene(rng, data, pool, int(rng.integers(2, 6)), seen)
 
 
-def test_every_generated_phrase_is_true_and_unique(fashion_mnist_installed):
-    """All candidate phrases of all items of 80 random scenes, judged by the independent checker."""
-    problems, kinds = [], set()
-    for n, s in enumerate(random_scenes(80)):
-        objs = _objs(s)
-        for i in range(len(s.placed)):
-            for kind, texts in expressions(s, i).items():
-                kinds.add(kind)
-                for text in texts:
-                    problems += [f"scene {n} item {i} {text!r}: {p}" for p in check(text, i, objs)]
+@functools.cache
+def generated(split: str) -> list[tuple[int, int, str, str]]:
+    """(scene, item, kind, phrase) for every candidate phrase of every item of 80 random scenes."""
+    return [(n, i, kind, text) for n, s in enumerate(_random_scenes_80()) for i in range(len(s.placed))
+            for kind, texts in expressions(s, i, split).items() for text in texts]
+
+
+@functools.cache
+def _random_scenes_80() -> tuple[Scene, ...]:
+    return tuple(random_scenes(80))
+
+
+@pytest.mark.parametrize("split", ["train", "ood"])
+def test_every_generated_phrase_is_true_and_unique(fashion_mnist_installed, split):
+    """All candidate phrases of all items of 80 random scenes, judged by the independent checker,
+    in training wording and in the held-out wording of the out-of-distribution phrasing test."""
+    objs = [_objs(s) for s in _random_scenes_80()]
+    problems = [f"scene {n} item {i} {text!r}: {p}" for n, i, _, text in generated(split)
+                for p in check(text, i, objs[n])]
     assert not problems, "\n".join(problems[:20])
-    assert {"name", "colour", "position", "region", "relation", "scene position", "description"} <= kinds
+    assert {"name", "colour", "position", "region", "relation", "scene position", "description", "kind", "size",
+            "order"} <= {kind for _, _, kind, _ in generated(split)}
+
+
+def test_training_phrases_hold_nothing_held_out_and_ood_phrases_always_do(fashion_mnist_installed):
+    """The OOD phrasing test is only out of distribution if training never saw its words or templates.
+
+    Every kind of phrase has held-out wording (each template family has held-out templates, each
+    word group held-out words), so the ood split holds for all of them, none excepted.
+    """
+    train = {text for _, _, _, text in generated("train")}
+    assert not [t for t in train if v.is_held_out(t)][:10]
+    ood = {(kind, text) for _, _, kind, text in generated("ood")}
+    assert not [t for _, t in ood if not v.is_held_out(t)][:10]
+    assert all(v.held_out_template(t) for _, t in ood)  # not just a word: a held-out template too
+    assert {kind for kind, _ in ood} == {kind for _, _, kind, _ in generated("train")}
+    # the default is the training split, and the ood split is a different wording of the same facts
+    s = _random_scenes_80()[0]
+    assert all_phrases(s, 0) == {t for texts in expressions(s, 0, "train").values() for t in texts}
+    assert expressions(s, 0).keys() == expressions(s, 0, "ood").keys()
+
+
+def test_choose_expressions_draws_from_the_split(fashion_mnist_installed):
+    s = _random_scenes_80()[1]
+    for split, held in (("train", False), ("ood", True)):
+        chosen = scenes.choose_expressions(s, 6, np.random.default_rng(0), split=split)
+        assert chosen and all(v.is_held_out(text) == held for _, text in chosen)
+        assert all(text in all_phrases(s, i, split) for i, text in chosen)
+
+
+def test_synonyms_name_the_same_class():
+    """"The pants" are the trousers: unique only while one pair of trousers is in the picture."""
+    one = scene(at(fake("pair of trousers"), 10, 100), at(fake("coat"), 150, 100))
+    two = scene(at(fake("pair of trousers"), 10, 100), at(fake("pair of trousers"), 150, 100), at(fake("coat"), 80, 10))
+    assert {"the pants", "the slacks", "the pair of pants"} <= all_phrases(one, 0)
+    assert not {"the pants", "the slacks", "the trousers"} & (all_phrases(two, 0) | all_phrases(two, 1))
+    assert "the pants on the left" in all_phrases(two, 0) and "the slacks on the right" in all_phrases(two, 1)
+    assert "the jacket" in all_phrases(two, 2) and "the overcoat" in all_phrases(one, 1)
+    assert "the pair of long pants you can see" in all_phrases(one, 0, "ood")
+    # a kind is unique only if no other item is of that kind: the coat is not "the garment" beside trousers
+    assert not [p for p in all_phrases(one, 1) if "garment" in p or "clothing" in p]
+
+
+def test_photo_objects_get_no_colour_words():
+    """Photo objects keep their own colours: no "the red quokka", only names that hold one ("the white rocket")."""
+    s = scene(at(photo_item("quokka"), 10, 100), at(photo_item("rocket"), 150, 100))
+    colour_words = {w for t in v.COLOURS.values() for w in t.split("all")}
+    names = " / ".join(n for key in ("quokka", "rocket") for n in v.names(key, "all") + v.descriptions(key, "all"))
+    for i in range(2):
+        for split in ("train", "ood"):
+            phrases = expressions(s, i, split)
+            assert "colour" not in phrases
+            for text in (t for texts in phrases.values() for t in texts):
+                assert not [w for w in colour_words if v.contains(text, w) and not v.contains(names, w)], text
+    assert "the white rocket" in all_phrases(s, 1)
 
 
 def test_composed_masks_are_exactly_the_pasted_pixels(fashion_mnist_installed):

@@ -262,3 +262,14 @@ def test_bad_arguments_are_refused():
         v.phrase(rng, colour="red")
     assert v.names("sneaker", "all") == v.names("sneaker", "train") + v.names("sneaker", "ood")
     assert v.describe(np.random.default_rng(1), "sneaker") == v.describe(np.random.default_rng(1), "sneaker")
+
+
+def test_no_counted_plurals_and_no_article_on_mass_nouns():
+    """'this trousers' and 'a money' are not English: plural names only go where nothing counts them."""
+    for template_split in ("train", "ood"):
+        phrases = v.all_phrases(template_split, name="trousers") + v.all_phrases(
+            template_split, name="money")
+        assert phrases
+        for text in phrases:
+            for bad in ("this trousers", "this pants", "this slacks", "a trousers", "a money", "a piece of money s"):
+                assert bad not in text, text

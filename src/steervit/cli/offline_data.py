@@ -25,6 +25,9 @@ def register(commands) -> None:
     p.add_argument("--val-images", type=non_negative_int, metavar="N", help="scene images in validation (default 100)")
     p.add_argument("--test-images", type=non_negative_int, metavar="N", help="scene images in test (default 200)")
     p.add_argument("--expressions", type=non_negative_int, metavar="N", help="records per scene image (default 3)")
+    p.add_argument("--recipe", choices=("v1", "v2"), default="v1",
+                   help="v1: the first generation (the bundled model's data); v2: 1-12 items, real photo "
+                        "backgrounds, touching and partly hidden items, appearance changes (default: v1)")
     p.add_argument("--no-eval-sets", action="store_true", help="skip core/, anomaly/ and pods/")
     p.add_argument("--overwrite", action="store_true", help="replace a previous build in OUT_DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -52,7 +55,7 @@ def cmd_build_offline(args: argparse.Namespace) -> int:
 
     sizes = BuildSizes().scaled(args.scale) if args.scale != 1.0 else BuildSizes()
     explicit = {"train": args.train_images, "validation": args.val_images, "test": args.test_images,
-                "expressions": args.expressions}
+                "expressions": args.expressions, "recipe": args.recipe}
     sizes = replace(sizes, **{k: v for k, v in explicit.items() if v is not None})
     summary = build_offline(args.out_dir, seed=args.seed, sizes=sizes, scale=args.scale,
                             eval_sets_too=not args.no_eval_sets, overwrite=args.overwrite,

@@ -30,7 +30,10 @@ from ..data.records import PngMask, Record
 from . import eval_sets
 from . import fashion_mnist as fm
 from . import photos
-from .scenes import CANVAS, Scene, choose_expressions, fashion_items, fashion_scene, photo_scene, save_mask, save_png
+from .appearance import random_appearance
+from .backgrounds import background_files, random_background
+from .scenes import CANVAS, LAYOUTS, PALETTE, Scene, choose_expressions, compose, fashion_item, fashion_items, \
+    fashion_scene, make_background, photo_item, photo_scene, save_mask, save_png
 
 SPLITS = ("train", "validation", "test")
 SOURCES = {"fashion": "offline_fashion_scenes", "photo": "offline_photo_composites"}
@@ -49,6 +52,10 @@ class BuildSizes:
     test: int = 200
     expressions: int = 3
     photo_share: float = 0.25  # of scene images that are photo composites (test: 1/3)
+    # "v1": the first generation (2-5 products, few backgrounds, no occlusion); "v2": train and
+    # validation scenes of 1-12 items, real photo backgrounds, touching and partly hidden items,
+    # appearance changes. The test split is v1 in both, so in-distribution numbers stay comparable.
+    recipe: str = "v1"
     core: eval_sets.CoreSizes = field(default_factory=eval_sets.CoreSizes)
     anomaly: eval_sets.AnomalySizes = field(default_factory=eval_sets.AnomalySizes)
     pods: eval_sets.PodsSizes = field(default_factory=eval_sets.PodsSizes)
@@ -100,6 +107,7 @@ class _Material:
     pods_pool: dict[int, np.ndarray]
     seen: tuple[str, ...]  # photo objects allowed in train and validation
     held: tuple[str, ...]  # photo objects only in test and the evaluation sets
+    backgrounds: tuple[Path, ...] = ()  # the training pool of real photo backgrounds (recipe v2)
 
 
 def build_offline(out_dir: str | Path, seed: int = 0, scale: float = 1.0, sizes: BuildSizes | None = None,
@@ -114,6 +122,10 @@ def build_offline(out_dir: str | Path, seed: int = 0, scale: float = 1.0, sizes:
     start = time.time()
     if sizes is None:
         sizes = BuildSizes().scaled(scale) if scale != 1.0 else BuildSizes()
+    if sizes.recipe not in ("v1", "v2"):
+        raise ValueError(f"recipe must be v1 or v2, got {sizes.recipe!r}")
+    if sizes.recipe == "v2":
+        background_files("train")  # installed? (scripts/install-backgrounds.sh) before anything is written
     fm.require_fashion_mnist(fashion_root)  # fail before anything is written
     out = Path(out_dir)
     _prepare_out(out, overwrite)
@@ -121,6 +133,8 @@ def build_offline(out_dir: str | Path, seed: int = 0, scale: float = 1.0, sizes:
     test_data = fm.load_fashion_mnist("test", fashion_root)
     quokka_iou = _prepare_cutouts(home)
     material = _split_material(seed, train_data, test_data)
+    if sizes.recipe == "v2":
+        material = replace(material, backgrounds=tuple(background_files("train")))
 
     bar = tqdm(total=_job_count(sizes, eval_sets_too), desc="scenes", unit="img", disable=not progress)
     records, scene_lines, counts = _build_scenes(out, seed, sizes, material, bar, home)
@@ -191,7 +205,10 @@ def _build_scenes(out: Path, seed: int, sizes: BuildSizes, material: _Material, 
     for split_code, split in enumerate(SPLITS):
         for i in range(getattr(sizes, split)):
             rng = np.random.default_rng([seed, 10 + split_code, i])
-            kind, scene = _random_scene(rng, split, sizes, material, home)
+            if sizes.recipe == "v2" and split != "test":
+                kind, scene = _random_scene_v2(rng, split, material, home)
+            else:
+                kind, scene = _random_scene(rng, split, sizes, material, home)
             image_id = f"{split}-{i:05d}"
             image_path, items = _save_scene(out, split, image_id, scene)
             prefer = [k for k, p in enumerate(scene.placed) if p.item.held_out and p.item.source == "photo"]
@@ -227,6 +244,37 @@ def _random_scene(rng: np.random.Generator, split: str, sizes: BuildSizes, mater
     if split == "test":
         return kind, photo_scene(rng, seen + held, seen + held, must_include=held, extra=extra, home=home)
     return kind, photo_scene(rng, seen, seen, extra=extra, home=home)
+
+
+V2_COUNTS = np.arange(1, 13)
+V2_COUNT_WEIGHTS = np.array([4, 8, 10, 10, 9, 8, 6, 5, 4, 3, 2, 2], float) / 71  # most scenes 2-7 items
+
+
+def _random_scene_v2(rng: np.random.Generator, split: str, material: _Material, home: str | None) -> tuple[str, Scene]:
+    """A second-generation scene: 1-12 items (photo objects and products, classes repeated in other
+    colours), 28-160 px, touching and partly hidden in half the crowded scenes, on a real photo
+    background half the time, then camera-like appearance changes."""
+    data = material.train
+    pool = material.pools[split]
+    count = int(rng.choice(V2_COUNTS, p=V2_COUNT_WEIGHTS))
+    n_photo = int(rng.integers(0, min(2, count) + 1)) if rng.random() < 0.4 else 0
+    items = [photo_item(str(k)) for k in rng.choice(material.seen, size=n_photo, replace=False)]
+    for label in rng.integers(10, size=count - n_photo):  # repeated classes: same-class distractors
+        colour = str(rng.choice(list(PALETTE))) if rng.random() < 0.6 else None
+        items.append(fashion_item(data, int(rng.choice(pool[int(label)])), colour))
+    top = max(48, 170 - 11 * count)
+    sizes = [int(rng.integers(28 if count > 4 else 40, top + 1)) for _ in items]
+    if material.backgrounds and rng.random() < 0.5:
+        background, name = random_background(rng, material.backgrounds, CANVAS), "photo background"
+    else:
+        background, name = make_background(rng, str(rng.choice(["black", "texture", "photo"])), material.seen, home)
+    overlap = 0.3 if count >= 4 and rng.random() < 0.5 else 0.0
+    scene = compose(background, name, items, sizes, rng, str(rng.choice(LAYOUTS)) if not overlap else "scatter",
+                    home, overlap=overlap)
+    if scene is None:
+        raise RuntimeError(f"could not place {count} items")
+    scene.image, _ = random_appearance(scene.image, rng)
+    return ("photo" if n_photo else "fashion"), scene
 
 
 def _save_scene(out: Path, split: str, image_id: str, scene: Scene) -> tuple[Path, list[dict]]:

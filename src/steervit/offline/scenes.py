@@ -7,10 +7,13 @@ is exactly the set of pixels that item put down. `expressions` lists every phras
 one item *and of no other* in its scene: names when the item is the only one of its kind, else
 colour, position ("the sneaker on the left" = the leftmost sneaker), size, order or a relation
 to another uniquely named item. Position words compare box centres with a margin, so they hold
-visibly, not by a pixel.
+visibly, not by a pixel. The words themselves (many names per class, synonyms, templates) come
+from vocabulary.py, from its training part or, for the out-of-distribution phrasing test, its
+held-out part; this module only decides which facts hold.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain
@@ -20,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from . import fashion_mnist as fm
-from . import photos
+from . import photos, vocabulary
 
 CANVAS = 224  # the bundled model's input size
 GAP = 6  # px between pasted items
@@ -31,7 +34,6 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     "orange": (250, 140, 30), "purple": (155, 70, 205), "pink": (250, 130, 195),
 }
 NEUTRAL = ("white", "grey")  # untinted products; one colour group, so never used to tell two apart
-GENERIC_NOUNS = ("item", "object", "thing")
 LAYOUTS = ("scatter", "row", "column", "grid")
 MIN_VISIBLE = 0.6  # an item partly hidden by others keeps at least this share of its own pixels
 # How often each kind of phrase is picked when several fit; generic ones ("the topmost item",
@@ -41,7 +43,11 @@ KIND_WEIGHTS = {"position": 1.5, "relation": 1.2, "kind": 0.4, "scene position":
 
 @dataclass(frozen=True, eq=False)
 class Item:
-    """A pasteable thing and its words. `category` decides which items count as "the same kind"."""
+    """A pasteable thing and its words. `category` decides which items count as "the same kind".
+
+    `expressions` words an item from vocabulary.py by its category; `names`, `kind` and
+    `description` are the plain words the evaluation sets' prompts use.
+    """
 
     key: str  # unique: "fmnist-test-123", "photo-quokka"
     source: str  # "fashion_mnist" or "photo"
@@ -314,40 +320,52 @@ def _relation(p: Placed, anchor: Placed, rel: str) -> bool:
             "above": py + ph <= ay, "below": ay + ah <= py}[rel]
 
 
-SIDE_WORDS = {  # phrasings of "the X furthest to this side"; {n} = noun
-    "left": ("the {n} on the left", "the leftmost {n}"),
-    "right": ("the {n} on the right", "the rightmost {n}"),
-    "top": ("the {n} at the top", "the topmost {n}"),
-    "bottom": ("the {n} at the bottom", "the bottommost {n}"),
-}
-FAR_WORDS = {  # "the X furthest to this side" among all items, said of a generic noun
-    "left": "the {n} on the far left", "right": "the {n} on the far right",
-    "top": "the topmost {n}", "bottom": "the bottommost {n}",
-}
-PAIR_WORDS = {"left": "the left {n}", "right": "the right {n}", "top": "the upper {n}", "bottom": "the lower {n}"}
+SIDES = ("left", "right", "top", "bottom")
 CORNERS = {("top", "left"): "top left", ("top", "right"): "top right",
-           ("bottom", "left"): "bottom left", ("bottom", "right"): "bottom right"}
+           ("bottom", "left"): "bottom left", ("bottom", "right"): "bottom right"}  # -> vocabulary.CORNERS keys
+RELATIONS = ("left of", "right of", "above", "below")  # the relations computed here (vocabulary.RELATIONS keys)
+LONE_REGIONS = (  # (regions of the picture a lone item's centre must be in, vocabulary slot), in the order offered
+    *(({side}, {"region": side}) for side in SIDES),
+    *((set(corner), {"corner": key}) for corner, key in CORNERS.items()),
+    ({"middle"}, {"region": "middle"}),
+)
+SIZE_RATIO = 1.6  # "the bigger X": at least this many times the area of every other X
+
+# The plain wording of each fact, as the scenes phrased it before vocabulary.py gave the words;
+# not used to phrase anything any more, kept as the reference that tests/offline/test_vocabulary.py
+# checks is still a training wording of the vocabulary.
+GENERIC_NOUNS = ("item", "object", "thing")
+SIDE_WORDS = {
+    "left": ("the {n} on the left", "the leftmost {n}"), "right": ("the {n} on the right", "the rightmost {n}"),
+    "top": ("the {n} at the top", "the topmost {n}"), "bottom": ("the {n} at the bottom", "the bottommost {n}"),
+}
+FAR_WORDS = {"left": "the {n} on the far left", "right": "the {n} on the far right",
+             "top": "the topmost {n}", "bottom": "the bottommost {n}"}
+PAIR_WORDS = {"left": "the left {n}", "right": "the right {n}", "top": "the upper {n}", "bottom": "the lower {n}"}
 RELATION_WORDS = {"left of": ("to the left of", "left of"), "right of": ("to the right of", "right of"),
                   "above": ("above",), "below": ("below", "under")}
-LONE_REGION_WORDS = (  # (regions of the picture the item's centre must be in, words), in the order offered
+LONE_REGION_WORDS = (
     ({"left"}, "on the left"), ({"right"}, "on the right"), ({"top"}, "at the top"), ({"bottom"}, "at the bottom"),
     ({"top", "left"}, "in the top left corner"), ({"top", "right"}, "in the top right corner"),
     ({"bottom", "left"}, "in the bottom left corner"), ({"bottom", "right"}, "in the bottom right corner"),
     ({"middle"}, "in the middle"),
 )
-SIZE_RATIO = 1.6  # "the bigger X": at least this many times the area of every other X
 
-Phrases = Iterator[tuple[str, str | None]]  # (kind of phrase, phrase or None for "no phrase")
+Facts = Iterator[tuple[str, dict[str, str]]]  # (kind of phrase, vocabulary.phrase slots: name="sneaker", ...)
 
 
-def expressions(scene: Scene, index: int) -> dict[str, list[str]]:
+def expressions(scene: Scene, index: int, split: str = "train") -> dict[str, list[str]]:
     """Every phrase that picks out item `index` and nothing else, grouped by kind of phrase.
 
     A lone item (the only one of its category) is named outright; one of several alike is told
     apart from its look-alikes by colour, position, size or order. Either may be placed relative
     to a lone item of another category, or among all items with a generic noun ("the leftmost
-    item"). The order of kinds and of phrases is part of the result: `choose_expressions` draws
-    from it with a random stream, so reordering would change every build.
+    item"). The geometry below decides which facts hold; vocabulary.py words each fact in every
+    way its `split` allows ("train": training names, words and templates only; "ood": held-out
+    ones only, for the out-of-distribution phrasing test). Synonyms name the same category, so
+    "the pants" is as unique as "the trousers". The order of kinds and of phrases is part of the
+    result: `choose_expressions` draws from it with a random stream, so reordering would change
+    every build.
     """
     p = scene.placed[index]
     others = [o for i, o in enumerate(scene.placed) if i != index]
@@ -357,100 +375,113 @@ def expressions(scene: Scene, index: int) -> dict[str, list[str]]:
                     _sizes_among_alike(p, same), _order_among_alike(p, same))
     else:
         own = chain(_names_of_lone(p, others), _regions_of_lone(p))
-    return _grouped(chain(own, _relations(p, others, same), _scene_positions(p, others)))
+    return _worded(chain(own, _relations(p, others, same), _scene_positions(p, others)), split)
 
 
-def _grouped(phrases: Phrases) -> dict[str, list[str]]:
-    """Kinds in the order first found, each with its phrases once, in order; no empty kinds."""
-    out: dict[str, list[str]] = {}
-    for kind, text in phrases:
-        if text:
-            out.setdefault(kind, []).append(text)
-    return {kind: list(dict.fromkeys(texts)) for kind, texts in out.items()}
+def _worded(facts: Facts, split: str) -> dict[str, list[str]]:
+    """Every wording of every fact, by kind in the order first found, each phrase once; no empty kinds."""
+    out: dict[str, dict[str, None]] = {}
+    for kind, slots in facts:
+        out.setdefault(kind, {}).update(dict.fromkeys(_phrasings(split, tuple(slots.items()))))
+    return {kind: list(texts) for kind, texts in out.items() if texts}
 
 
-def _coloured_names(item: Item) -> list[str]:
-    """"red sneaker", "pair of red trousers": the item's names with its colour, if it has one."""
-    return [with_colour(item.colour, n) for n in item.names] if item.colour else []
+@functools.lru_cache(maxsize=4096)
+def _phrasings(split: str, slots: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """vocabulary.all_phrases, remembered: the same facts ("the sneaker left of the bag") recur in
+    scene after scene, and a fact has up to a thousand training wordings."""
+    return tuple(vocabulary.all_phrases(split, split, **dict(slots)))
 
 
-def _names_of_lone(p: Placed, others: list[Placed]) -> Phrases:
-    """The only one of its category: its bare name, coloured name and description all fit.
+def _key(item: Item) -> str:
+    """The item's vocabulary key ("trousers" for the category "pair of trousers", "quokka" for a photo)."""
+    return vocabulary.resolve(item.category)
 
-    The broader noun ("the shoe") only fits if no other item is of that kind either.
+
+def _colour_of(item: Item) -> str | None:
+    """A product's tint (or white/grey); photo objects have their own fixed colours, so none."""
+    return item.colour if item.source == "fashion_mnist" else None
+
+
+def _names_of_lone(p: Placed, others: list[Placed]) -> Facts:
+    """The only one of its category: its names, its coloured names and its descriptions all fit.
+
+    The broader kind ("the shoe") only fits if no other item is of that kind either.
     """
-    item = p.item
-    for n in item.names:
-        yield "name", the(n)
-        yield "name", a(n, item.plural_names)
-    for n in _coloured_names(item):
-        yield "colour", the(n)
-    yield "description", item.description
-    if item.kind and item.kind not in item.names and not any(o.item.kind == item.kind for o in others):
-        yield "kind", f"the {item.kind}"
+    key, colour = _key(p.item), _colour_of(p.item)
+    yield "name", {"name": key}
+    if colour:
+        yield "colour", {"name": key, "colour": colour}
+    yield "description", {"description": key}
+    kind = vocabulary.kind_of(key)
+    if not any(vocabulary.kind_of(_key(o.item)) == kind for o in others):
+        yield "kind", {"name": kind}
 
 
-def _regions_of_lone(p: Placed) -> Phrases:
+def _regions_of_lone(p: Placed) -> Facts:
     """Where a lone item is in the picture: "the bag on the left" needs no other bag to compare with."""
     where = _region(p)
-    for needs, words in LONE_REGION_WORDS:
+    for needs, slot in LONE_REGIONS:
         if needs <= where:
-            yield from (("region", f"{the(n)} {words}") for n in p.item.names)
+            yield "region", {"name": _key(p.item), **slot}
 
 
-def _colour_among_alike(p: Placed, same: list[Placed]) -> Phrases:
+def _colour_among_alike(p: Placed, same: list[Placed]) -> Facts:
     """"The red coat" if no other coat shares its colour group (white and grey count as one)."""
-    group = p.item.colour_group
-    if group and all(o.item.colour_group != group for o in same):
-        yield from (("colour", the(n)) for n in _coloured_names(p.item))
+    group, colour = p.item.colour_group, _colour_of(p.item)
+    if colour and all(o.item.colour_group != group for o in same):
+        yield "colour", {"name": _key(p.item), "colour": colour}
 
 
-def _sides_among_alike(p: Placed, same: list[Placed]) -> Phrases:
+def _sides_among_alike(p: Placed, same: list[Placed]) -> Facts:
     """"The leftmost sneaker": further to one side than every other sneaker, by MARGIN.
 
-    With just two alike, "the left sneaker" (or upper, lower, right) says the same.
+    With just two alike, "the left sneaker" (or upper, lower, right) says the same. Its colour
+    may be said too ("the red sneaker on the left"): true, though it tells nothing more.
     """
-    nouns = list(p.item.names) + _coloured_names(p.item)
-    for side, phrasings in SIDE_WORDS.items():
+    key, colour = _key(p.item), _colour_of(p.item)
+    for side in SIDES:
         if beyond(p, same, side):
-            yield from (("position", f.format(n=n)) for f in phrasings for n in nouns)
-            if len(same) == 1:
-                yield from (("position", PAIR_WORDS[side].format(n=n)) for n in nouns)
+            slots = [{"side": side}, {"side_adj": side}] + ([{"pair_adj": side}] if len(same) == 1 else [])
+            for slot in slots:
+                yield "position", {"name": key, **slot}
+                if colour:
+                    yield "position", {"name": key, "colour": colour, **slot}
 
 
-def _corners_among_alike(p: Placed, same: list[Placed]) -> Phrases:
+def _corners_among_alike(p: Placed, same: list[Placed]) -> Facts:
     """"The sneaker in the top left corner": it is near that corner and no other sneaker is in that quarter."""
     where = _region(p)
-    for corner, words in CORNERS.items():
+    for corner, key in CORNERS.items():
         if set(corner) <= where and not any(quadrant(o) == corner for o in same):
-            yield from (("position", f"the {n} in the {words} corner") for n in p.item.names)
+            yield "position", {"name": _key(p.item), "corner": key}
 
 
-def _sizes_among_alike(p: Placed, same: list[Placed]) -> Phrases:
+def _sizes_among_alike(p: Placed, same: list[Placed]) -> Facts:
     """"The bigger (biggest) dress": at least SIZE_RATIO times every other's area; "smaller": at most 1 / SIZE_RATIO."""
     ratios = [p.area / max(1, o.area) for o in same]
     if min(ratios) >= SIZE_RATIO:
-        words = (("bigger", "larger") if len(same) == 1 else ("biggest", "largest")) + ("big", "large")
-        yield from (("size", f"the {w} {n}") for n in p.item.names for w in words)
+        for size in ("bigger" if len(same) == 1 else "biggest", "big"):
+            yield "size", {"name": _key(p.item), "size": size}
     if max(ratios) <= 1 / SIZE_RATIO:
-        words = (("smaller",) if len(same) == 1 else ("smallest",)) + ("small",)
-        yield from (("size", f"the {w} {n}") for n in p.item.names for w in words)
+        for size in ("smaller" if len(same) == 1 else "smallest", "small"):
+            yield "size", {"name": _key(p.item), "size": size}
 
 
-def _order_among_alike(p: Placed, same: list[Placed]) -> Phrases:
+def _order_among_alike(p: Placed, same: list[Placed]) -> Facts:
     """"The second dress from the left", "the middle dress": three or more alike, MARGIN apart in x."""
     if len(same) < 2:
         return
     xs = sorted(o.centre[0] for o in [p, *same])
     if not all(b - a_ >= MARGIN for a_, b in zip(xs, xs[1:])):
         return
-    rank = xs.index(p.centre[0])
+    rank, key = xs.index(p.centre[0]), _key(p.item)
     if rank == 1:
-        yield from (("order", f"the second {n} from the left") for n in p.item.names)
+        yield "order", {"name": key, "ordinal": "second", "end": "left"}
     if rank == len(xs) - 2:
-        yield from (("order", f"the second {n} from the right") for n in p.item.names)
+        yield "order", {"name": key, "ordinal": "second", "end": "right"}
     if len(xs) == 3 and rank == 1:
-        yield from (("order", f"the middle {n}") for n in p.item.names)
+        yield "order", {"name": key, "centre": "middle"}
 
 
 def _has_alike(anchor: Placed, placed: list[Placed]) -> bool:
@@ -458,37 +489,44 @@ def _has_alike(anchor: Placed, placed: list[Placed]) -> bool:
     return any(o.item.category == anchor.item.category for o in placed if o is not anchor)
 
 
-def _relations(p: Placed, others: list[Placed], same: list[Placed]) -> Phrases:
+def _relations(p: Placed, others: list[Placed], same: list[Placed]) -> Facts:
     """"The bag left of the coat": the anchor must be the only coat, and no other bag left of it."""
     for anchor in others:
         if anchor.item.category == p.item.category or _has_alike(anchor, others):
             continue
-        for rel, words in RELATION_WORDS.items():
+        for rel in RELATIONS:
             if _relation(p, anchor, rel) and not any(_relation(o, anchor, rel) for o in same):
-                yield from (("relation", f"the {p.item.names[0]} {w} {the(anchor.item.names[0])}") for w in words)
+                yield "relation", {"name": _key(p.item), "relation": rel, "other": _key(anchor.item)}
 
 
-def _scene_positions(p: Placed, others: list[Placed]) -> Phrases:
+def _scene_positions(p: Placed, others: list[Placed]) -> Facts:
     """"The leftmost item": furthest to one side of all items in the scene, whatever their kind."""
     if not others:  # alone in the picture: "the leftmost item" would be vacuously true
         return
-    for side, phrasings in SIDE_WORDS.items():
+    for side in SIDES:
         if beyond(p, others, side):
-            words = (FAR_WORDS[side], phrasings[1])
-            yield from (("scene position", f.format(n=g)) for g in GENERIC_NOUNS for f in words)
+            yield "scene position", {"name": "generic", "side": side}
+            yield "scene position", {"name": "generic", "side_adj": side}
 
 
 def choose_expressions(scene: Scene, count: int, rng: np.random.Generator,
-                       prefer: list[int] | None = None) -> list[tuple[int, str]]:
-    """`count` (item index, expression) pairs, different items first, kinds of phrase drawn by KIND_WEIGHTS."""
+                       prefer: list[int] | None = None, split: str = "train") -> list[tuple[int, str]]:
+    """`count` (item index, expression) pairs, different items first, kinds of phrase drawn by KIND_WEIGHTS.
+
+    Words, names and templates come from vocabulary.py's `split` ("train", or "ood" for the
+    held-out phrasing test).
+    """
     order = list(prefer or []) + [int(i) for i in rng.permutation(len(scene.placed)) if int(i) not in (prefer or [])]
     chosen: list[tuple[int, str]] = []
     seen: set[str] = set()
+    options_of: dict[int, dict[str, list[str]]] = {}  # an item's phrases do not change between turns
     for turn in range(count * 3):
         if len(chosen) == count:
             break
         index = order[turn % len(order)]
-        options = expressions(scene, index)
+        if index not in options_of:
+            options_of[index] = expressions(scene, index, split)
+        options = options_of[index]
         kinds = [k for k, texts in options.items() if any(t not in seen for t in texts)]
         if not kinds:
             continue

@@ -293,7 +293,8 @@ TEMPLATES: dict[str, Words] = {
 _SLOT = re.compile(r"\{(\w+)\}")
 # Templates that count their noun ("a", "is", "one", "the second", "the middle", "the left ... of the two"),
 # where a plural noun ("trousers") would not agree.
-_SINGULAR = re.compile(r"\ban? \{|\bis\b|\bone\b|\{(?:ordinal|centre|pair_adj)\}")
+_SINGULAR = re.compile(r"\ban? \{|\bthis \{|\bis\b|\bone\b|\{(?:ordinal|centre|pair_adj)\}")
+MASS_NOUNS = frozenset({"money"})  # no indefinite article: "a money" is not English
 
 
 # --------------------------------------------------------------------------- look-ups
@@ -341,7 +342,7 @@ def is_plural(name: str) -> bool:
 
 def indefinite(name: str) -> str | None:
     """"an ankle boot", "a one-piece dress"; None for plural and proper names (no "a trousers", "a Grace Hopper")."""
-    if is_plural(name) or name[:1].isupper():
+    if is_plural(name) or name in MASS_NOUNS or name[:1].isupper():
         return None
     return f"{_article(name)} {name}"
 
@@ -370,6 +371,8 @@ def _fits(template: str, slot: str, word: str) -> bool:
     """May `word` fill `slot` here? Plural nouns need a template that does not count them (_SINGULAR);
     proper names need a bare slot after a determiner (dropped later) or at the start, with no clause after."""
     if slot in ("name", "description") and is_plural(word) and _SINGULAR.search(template):
+        return False
+    if word in MASS_NOUNS and re.search(r"\ban? \{" + slot + r"\}", template):
         return False
     if word[:1].isupper():
         at = template.index("{" + slot + "}")
