@@ -47,8 +47,8 @@ def test_dense_layouts_hold_nine_and_twelve_items(ood):
 
 def test_backgrounds_part_uses_only_unseen_backgrounds(ood):
     out, _ = ood
-    ood_names = {p.name for p in backgrounds.background_files("ood")}
-    train_names = {p.name for p in backgrounds.background_files("train")}
+    ood_names = {str(p) for p in backgrounds.background_files("ood")}
+    train_names = {str(p) for p in backgrounds.background_files("train")}
     for line in (out / "scenes.jsonl").read_text().splitlines():
         scene = json.loads(line)
         if scene["part"] == "backgrounds":

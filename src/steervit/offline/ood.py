@@ -61,7 +61,7 @@ class _Material:
 
 def _ood_background(rng: np.random.Generator, material: _Material) -> tuple[np.ndarray, str]:
     path = material.ood_backgrounds[int(rng.integers(len(material.ood_backgrounds)))]
-    return bg.random_background(rng, [path], CANVAS), f"ood:{path.name}"
+    return bg.random_background(rng, [path], CANVAS), f"ood:{path}"  # the full path: file names repeat
 
 
 def _standard_scene(rng: np.random.Generator, material: _Material, background) -> Scene:
