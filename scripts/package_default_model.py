@@ -27,6 +27,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--name", default=DEFAULT_MODEL)
+    parser.add_argument("--curves", type=Path, default=REPO / "docs" / "bundled-model" / "curves.png",
+                        help="where to draw the run's training curves (default: docs/bundled-model/curves.png)")
     args = parser.parse_args()
 
     source = args.run_dir / "best_model"
@@ -42,7 +44,7 @@ def main() -> None:
     size = (target / WEIGHTS_FILE).stat().st_size
     if size > MAX_BYTES:
         raise SystemExit(f"{target / WEIGHTS_FILE} is {size / 2**20:.1f} MiB, over the 24 MiB limit")
-    curves = plot_curves(args.run_dir, REPO / "docs" / "bundled-model" / "curves.png")
+    curves = plot_curves(args.run_dir, args.curves)
     print(f"packaged {target} ({size / 2**20:.1f} MiB, {sum(v.numel() for v in state.values()):,} parameters); "
           f"curves in {curves}")
 
