@@ -210,7 +210,7 @@ def _build_scenes(out: Path, seed: int, sizes: BuildSizes, material: _Material, 
             else:
                 kind, scene = _random_scene(rng, split, sizes, material, home)
             image_id = f"{split}-{i:05d}"
-            image_path, items = _save_scene(out, split, image_id, scene)
+            image_path, items = save_scene(out, split, image_id, scene)
             prefer = [k for k, p in enumerate(scene.placed) if p.item.held_out and p.item.source == "photo"]
             chosen = choose_expressions(scene, sizes.expressions, rng, prefer=prefer)
             for k, text in chosen:
@@ -277,7 +277,7 @@ def _random_scene_v2(rng: np.random.Generator, split: str, material: _Material, 
     return ("photo" if n_photo else "fashion"), scene
 
 
-def _save_scene(out: Path, split: str, image_id: str, scene: Scene) -> tuple[Path, list[dict]]:
+def save_scene(out: Path, split: str, image_id: str, scene: Scene) -> tuple[Path, list[dict]]:
     """Write the scene PNG and one mask PNG per item; returns the image path and the items' scenes.jsonl entries."""
     image_path = out / "images" / split / f"{image_id}.png"
     save_png(scene.image, image_path)

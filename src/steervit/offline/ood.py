@@ -30,8 +30,9 @@ from ..data.records import PngMask, Record
 from . import backgrounds as bg
 from . import fashion_mnist as fm
 from . import photos
+from .build import save_scene
 from .scenes import CANVAS, PALETTE, Scene, choose_expressions, compose, fashion_item, fashion_items, \
-    make_background, photo_item, save_mask, save_png
+    make_background, photo_item
 
 PARTS = ("backgrounds", "layouts_9", "layouts_12", "phrasings", "instances")
 STATEMENT = "The photos are real, the scenes are made."
@@ -161,18 +162,11 @@ def _material(fashion_root: str | None) -> _Material:
 
 
 def _save(out: Path, part: str, image_id: str, scene: Scene, chosen) -> tuple[list[Record], dict]:
-    image_path = out / "images" / part / f"{image_id}.png"
-    save_png(scene.image, image_path)
-    items = []
-    for k, placed in enumerate(scene.placed):
-        mask_path = out / "masks" / part / f"{image_id}_{k}.png"
-        save_mask(placed.mask, mask_path)
-        items.append({"key": placed.item.key, "category": placed.item.category, "colour": placed.item.colour,
-                      "box": list(placed.box), "mask": mask_path.relative_to(out).as_posix()})
+    """The build's own scene writer (image, one mask per item), then this part's records and index line."""
+    image_path, items = save_scene(out, part, image_id, scene)
     records = [Record(image=str(image_path), expression=text, mask=PngMask(str(out / items[k]["mask"])),
                       source=f"ood_{part}", image_id=image_id, split="test") for k, text in chosen]
     line = {"image_id": image_id, "part": part, "image": image_path.relative_to(out).as_posix(),
             "background": scene.background_name, "items": items,
             "expressions": [{"item": k, "text": text} for k, text in chosen]}
     return records, line
-
