@@ -38,7 +38,7 @@ def published_dict_config():
 @torch.no_grad()
 def test_save_load_round_trip_is_exact(golden_model, tmp_path):
     golden_model.save_pretrained(tmp_path / "model")
-    assert sorted(os.listdir(tmp_path / "model")) == ["config.json", "model.safetensors"]
+    assert sorted(os.listdir(tmp_path / "model")) == ["README.md", "config.json", "model.safetensors"]  # card: test_hub
     again = load(tmp_path / "model")
     golden_model.text_encoder.clear_cache()  # same prompt batches on both sides, so outputs are bitwise equal
     for k, v in golden_model.adapter_state_dict().items():
@@ -108,6 +108,8 @@ def golden_adapter_on(trunk_name: str, tmp_path):
 
     config = published_dict_config()
     config["vision_encoder"]["model_name"] = trunk_name
+    # test_vit2 / test_vit3 have no CLS token (a register instead): they need mean pooling to build at all.
+    config["vision_encoder"]["feature_aggregation"] = "mean"
     write_published(tmp_path / "other.pth", read_published(OFFICIAL)["state_dict"], config)
     trunk = timm.create_model(trunk_name, pretrained=False, num_classes=0, img_size=160)
     save_file(trunk.state_dict(), str(tmp_path / "trunk.safetensors"))
@@ -218,7 +220,7 @@ def test_atomic_save_keeps_old_file_on_failure(golden_model, tmp_path, monkeypat
     with pytest.raises(RuntimeError, match="disk full"):
         golden_model.save_pretrained(tmp_path / "m")
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
-    assert sorted(os.listdir(tmp_path / "m")) == ["config.json", "model.safetensors"]
+    assert sorted(os.listdir(tmp_path / "m")) == ["README.md", "config.json", "model.safetensors"]
 
 
 def test_uncropped_transform_squeezes_whole_image(golden_model):

@@ -14,6 +14,7 @@ field, never a traceback from deep inside the model or a silently coerced settin
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import json
 import pickle
@@ -28,8 +29,8 @@ from safetensors.torch import save_file
 
 from .config import SteerViTConfig
 from .io import atomic_path, require_file
+from .pretrained import HUB_REPO
 
-HUB_REPO = "JonaRuthardt/SteerViT"
 FORMAT_NAME = "steervit"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -226,31 +227,32 @@ def _is_sha256(value: Any) -> bool:
     return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
-def resolve_checkpoint(name_or_path: str | Path) -> Path:
-    """A local file or directory, or a file name in the hub repo (downloaded when a network is there)."""
+def resolve_checkpoint(name_or_path: str | Path, hub=None, *, sha256: str | None = None) -> Path:
+    """A local file or directory, or a file name in the hub repo (downloaded when a network is there).
+
+    `hub` (`steervit.hub.HubOptions`: revision, cache, token, offline) and `sha256` (the file's
+    pinned bytes, where known) apply to the download only."""
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path
     name = str(name_or_path)
     if "/" in name or "\\" in name or not name.endswith((".pth", ".pt")):
         raise FileNotFoundError(f"no model found at {path}")
-    try:
-        from huggingface_hub import hf_hub_download
+    from .hub import HubOptions, download_published
 
-        return Path(hf_hub_download(HUB_REPO, name))
-    except Exception as err:
-        raise OSError(
-            f"could not fetch {name!r} from the Hugging Face Hub repo {HUB_REPO}: {err}\n"
-            "Offline, pass local files: SteerViT.from_pretrained('/path/steervit_dinov2_base.pth', "
-            "backbone_weights='/path/trunk.safetensors', text_encoder='/path/roberta-large')"
-        ) from err
+    return download_published(name, hub or HubOptions(), sha256=sha256)
 
 
-def build_from_checkpoint(cls, name_or_path, *, backbone_weights=None, text_encoder=None, device=None, dtype=None):
-    """Build a model from a checkpoint (published `.pth` or saved directory) and load its weights strictly."""
+def build_from_checkpoint(cls, name_or_path, *, backbone_weights=None, text_encoder=None, device=None, dtype=None,
+                          hub=None):
+    """Build a model from a checkpoint (published `.pth` or saved directory) and load its weights strictly.
+
+    A registered published name downloads at its pinned revision and is checked against its pinned
+    sha256, where the registry knows them, unless `hub` asks for another revision."""
     from .pretrained import REGISTRY, bundled_files
 
     entry = REGISTRY.get(str(name_or_path))
+    pinned_sha256 = None
     if entry is not None and entry.bundled:
         files = bundled_files(entry.name)
         name_or_path = files["adapter"]
@@ -258,7 +260,12 @@ def build_from_checkpoint(cls, name_or_path, *, backbone_weights=None, text_enco
         text_encoder = text_encoder if text_encoder is not None else files["text_encoder"]
     elif entry is not None:
         name_or_path = entry.hub_file
-    path = resolve_checkpoint(name_or_path)
+        if hub is None or hub.revision in (None, entry.revision):
+            from .hub import HubOptions
+
+            hub = dataclasses.replace(hub or HubOptions(), revision=entry.revision)
+            pinned_sha256 = entry.sha256
+    path = resolve_checkpoint(name_or_path, hub, sha256=pinned_sha256)
     if path.is_dir():
         config, state = read_saved(path)
     else:

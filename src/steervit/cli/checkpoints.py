@@ -1,4 +1,5 @@
-"""`steervit convert` and `steervit info`: checkpoints as files, and what one holds."""
+"""`steervit convert`, `steervit info` and `steervit models`: checkpoints as files, what one holds, which
+names are registered (and which files they pin)."""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +20,9 @@ def register(commands) -> None:
     p = commands.add_parser("info", help="describe a checkpoint: trunk, text encoder, layers, gates, sizes")
     add_model_options(p, positional=True)
     p.set_defaults(func=cmd_info)
+
+    p = commands.add_parser("models", help="the registered model names: source, pinned revision and sha256")
+    p.set_defaults(func=cmd_models)
 
 
 
@@ -48,6 +52,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     lines = [
         f"model:         {args.model}",
         f"trunk:         {model.config.trunk}",
+        f"  family {model.family.name}: {model.family.description}",
         f"  width {model.feature_dim}, depth {len(model.trunk.blocks)}, patch size {model.patch_size}, "
         f"image size {model.image_size}, prefix tokens {model.num_prefix_tokens}, pooling {model.config.pooling}",
         f"text encoder:  {model.config.text_encoder} (width {model.config.text_dim})",
@@ -75,3 +80,17 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    """Every registered name with where it comes from and the revision and sha256 it pins ("unknown"
+    where the registry does not know them). Hub repos (org/repo) load too but are not listed here."""
+    from ..pretrained import DEFAULT_MODEL, REGISTRY
+
+    lines = []
+    for entry in REGISTRY.values():
+        lines += [entry.name + ("  (default)" if entry.name == DEFAULT_MODEL else ""),
+                  f"  {entry.description}",
+                  f"  source:   {entry.source}",
+                  f"  revision: {entry.shown_revision}",
+                  f"  sha256:   {entry.shown_sha256}"]
+    print("\n".join(lines))
+    return 0

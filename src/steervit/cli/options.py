@@ -94,7 +94,8 @@ def add_loader_options(parser: argparse.ArgumentParser, batch_size: int = 32) ->
 def add_model_options(parser: argparse.ArgumentParser, *, positional: bool = False) -> None:
     """The options every model-loading command shares."""
     model_help = ("a registered name (steervit_s14_minilm_offline, steervit_dinov2_base, ...), a published .pth "
-                  "checkpoint, or a directory written by save_pretrained / `steervit convert`")
+                  "checkpoint, a directory written by save_pretrained / `steervit convert`, or a hub repo "
+                  "(org/repo, hf-hub:org/repo; from the hub cache when offline)")
     group = parser.add_argument_group("model options")
     if positional:
         group.add_argument("model", metavar="MODEL", nargs="?", default=DEFAULT_MODEL,
@@ -167,8 +168,9 @@ def check_output_file(path: str | Path, option: str = "--out") -> Path:
 class Skips:
     """Inputs a multi-image command could not use: one stderr line each, a summary and the exit code."""
 
-    def __init__(self, total: int, what: str = "images") -> None:
+    def __init__(self, total: int, what: str = "images", *, quiet: bool = False) -> None:
         self.total, self.what = total, what
+        self.quiet = quiet  # count without a line each (a torchrun rank that is not rank 0)
         self.errors: list[BaseException] = []
 
     def skip(self, err: BaseException) -> None:
@@ -178,7 +180,8 @@ class Skips:
         if self.total == 1:
             raise err
         self.errors.append(err)
-        tqdm.write(f"steervit: skipped: {one_line(err)}", file=sys.stderr)  # between progress-bar updates
+        if not self.quiet:
+            tqdm.write(f"steervit: skipped: {one_line(err)}", file=sys.stderr)  # between progress-bar updates
 
     def usable(self, paths, check) -> list:
         """`paths` whose `check(path)` passes; each failure (OSError, ValueError) is skipped. When none
@@ -198,11 +201,12 @@ class Skips:
     def none_usable(self) -> None:
         raise ValueError(f"none of the {self.total} {self.what} could be used (each is named above)")
 
-    def finish(self) -> int:
-        done = self.total - len(self.errors)
-        line = f"steervit: {done} of {self.total} {self.what} done"
-        print(line + (f", {len(self.errors)} skipped" if self.errors else ""), file=sys.stderr)
-        return EXIT_SKIPPED if self.errors else 0
+    def finish(self, skipped: int | None = None) -> int:
+        """The summary line and exit code; `skipped` overrides this object's count (torchrun: all ranks')."""
+        skipped = len(self.errors) if skipped is None else skipped
+        line = f"steervit: {self.total - skipped} of {self.total} {self.what} done"
+        print(line + (f", {skipped} skipped" if skipped else ""), file=sys.stderr)
+        return EXIT_SKIPPED if skipped else 0
 
 
 def unique_path(path: Path, taken: set[Path]) -> Path:
