@@ -1,7 +1,7 @@
-"""The frozen ViT trunk: creating a timm VisionTransformer and reading its blocks step by step.
+"""The frozen ViT trunk: creating a timm ViT (any family in `families`) and loading its weights.
 
 SteerViT never changes timm's code. It calls the trunk's own modules in order (embed, blocks, norm)
-and inserts cross-attention between them; the functions here are that step-by-step view.
+and inserts cross-attention between them; `families` is that step-by-step view for each kind of trunk.
 """
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ from pathlib import Path
 
 import timm
 import torch
-from timm.models.vision_transformer import VisionTransformer
+from torch import nn
 
+from . import families
 from .io import require_file
 
 
 def create_trunk(
     name: str, image_size: int, weights: str | Path | None = None, pretrained: bool | None = None
-) -> VisionTransformer:
+) -> nn.Module:
     """Build timm `name` at `image_size` with dynamic position-embedding interpolation.
 
     Weights come from `weights` (a local state-dict file: .safetensors, or a .pth/.bin read with
@@ -35,6 +36,12 @@ def create_trunk(
             f"could not fetch pretrained weights for {name!r}: {err}\n"
             "Offline, pass a local state-dict file: from_pretrained(..., backbone_weights='trunk.safetensors')."
         ) from err
+    except TypeError as err:
+        if "img_size" not in str(err):
+            raise
+        # Not a ViT: its constructor has no image size (a CNN, say), so there are no tokens to steer.
+        raise ValueError(f"{name!r} cannot take cross-attention: it is not a ViT ({err}); SteerViT needs a "
+                         f"timm ViT with a token sequence, one of: {', '.join(families.FAMILIES)}") from err
     except Exception as err:  # hub / network errors come in many types
         if pretrained:
             raise OSError(
@@ -42,15 +49,14 @@ def create_trunk(
                 "Offline, pass a local state-dict file: from_pretrained(..., backbone_weights='trunk.safetensors')."
             ) from err
         raise
-    if not isinstance(trunk, VisionTransformer):
-        raise ValueError(f"{name!r} is a {type(trunk).__name__}, SteerViT needs a timm VisionTransformer")
+    families.family_of(trunk, name)  # refuses, naming it, a model SteerViT cannot steer
     if weights is not None:
         load_trunk_weights(trunk, weights)
     trunk.eval().requires_grad_(False)
     return trunk
 
 
-def load_trunk_weights(trunk: VisionTransformer, path: str | Path) -> None:
+def load_trunk_weights(trunk: nn.Module, path: str | Path) -> None:
     """Load a local trunk state dict strictly (ignoring only a classifier head the trunk does not have)."""
     path = require_file(path, "backbone weights")
     if path.suffix == ".safetensors":
@@ -62,7 +68,8 @@ def load_trunk_weights(trunk: VisionTransformer, path: str | Path) -> None:
         state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
     state = {k: v for k, v in state.items() if not k.startswith(("head.", "fc_norm."))
              or k in trunk.state_dict()}
-    if "pos_embed" in state and state["pos_embed"].shape != trunk.pos_embed.shape:
+    if ("pos_embed" in state and getattr(trunk, "pos_embed", None) is not None
+            and state["pos_embed"].shape != trunk.pos_embed.shape):
         from timm.layers import resample_abs_pos_embed
 
         state["pos_embed"] = resample_abs_pos_embed(
@@ -84,23 +91,11 @@ def load_trunk_weights(trunk: VisionTransformer, path: str | Path) -> None:
     trunk.load_state_dict(state)
 
 
-def embed(trunk: VisionTransformer, images: torch.Tensor) -> torch.Tensor:
-    """Patch embedding, prefix tokens and (interpolated) position embedding: the tokens before block 0."""
-    x = trunk.patch_embed(images)
-    x = trunk._pos_embed(x)
-    x = trunk.patch_drop(x)
-    return trunk.norm_pre(x)
-
-
-def self_attention_probs(block: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Softmax attention probabilities (B, heads, N, N) of `block`'s self-attention on input `x`.
-
-    Computed from the block's own modules (norm1, qkv, q/k norms), the same arithmetic as timm's
-    unfused path, so the fused block forward stays untouched.
-    """
-    attn = block.attn
-    b, n, _ = x.shape
-    qkv = attn.qkv(block.norm1(x)).reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-    q, k, _ = qkv.unbind(0)
-    q, k = attn.q_norm(q), attn.k_norm(k)
-    return ((q * attn.scale) @ k.transpose(-2, -1)).float().softmax(dim=-1)
+def embed(trunk: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The tokens before block 0 of a trunk whose blocks take no per-block arguments (a
+    VisionTransformer); `families.embed` also gives those arguments (an Eva's rotary embeddings)."""
+    tokens, block_kwargs = families.embed(trunk, images)
+    if any(block_kwargs):
+        raise ValueError(f"the blocks of a {type(trunk).__name__} take {sorted(block_kwargs[0])} too: "
+                         "use steervit.families.embed, which returns them")
+    return tokens
