@@ -6,7 +6,9 @@ saved and loaded, so a deployed model can drop the text encoder entirely.
 """
 from __future__ import annotations
 
+import bisect
 import json
+import re
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -83,6 +85,32 @@ class TextEncoder(nn.Module):
                 stacklevel=3,
             )
         return batch
+
+    def words(self, prompt: str) -> list[tuple[str, list[int]]]:
+        """The prompt's words (runs of non-space characters) with the positions of their tokens in
+        `encode`'s output for this prompt; special tokens (<s>, </s>, [CLS]) belong to no word.
+
+        Subword tokens are merged by the tokenizer's character offsets, so "red-nosed" is one word
+        however it is split. Needs a fast tokenizer (one that reports offsets)."""
+        (prompt,) = check_prompt_list([prompt])
+        if not self.tokenizer.is_fast:
+            raise ValueError(f"the tokenizer of {self.name} reports no character offsets (it is not a fast "
+                             "tokenizer), so its tokens cannot be matched to words")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the same truncation encode() applies and reports
+            batch = self.tokenizer(prompt, truncation=True, max_length=self.max_length,
+                                   return_offsets_mapping=True, return_special_tokens_mask=True)
+        spans = [m.span() for m in re.finditer(r"\S+", prompt)]
+        starts = [start for start, _ in spans]
+        positions: dict[int, list[int]] = {}
+        for position, ((start, end), special) in enumerate(zip(batch["offset_mapping"],
+                                                                batch["special_tokens_mask"])):
+            text = prompt[start:end]
+            if special or not text.strip():
+                continue
+            first = start + len(text) - len(text.lstrip())  # byte-level tokens may start with the space
+            positions.setdefault(bisect.bisect_right(starts, first) - 1, []).append(position)
+        return [(prompt[slice(*spans[w])], found) for w, found in sorted(positions.items())]
 
     @torch.no_grad()
     def encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:

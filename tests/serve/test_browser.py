@@ -106,3 +106,21 @@ def test_page_steers_an_uploaded_image(browser, live_server, tmp_path):
     assert browser.find_element(By.ID, "file").get_attribute("value") == ""
     third = submit("the cat's face", 4)
     assert browser.find_element(By.ID, "status").text.startswith("done") and third["head"] != second["head"]
+
+
+def test_page_draws_word_maps(browser, live_server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, WAIT_S)
+    browser.get(live_server)
+    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+    browser.find_element(By.CSS_SELECTOR, '#examples button[data-key="cat"]').click()
+    browser.find_element(By.ID, "prompts").send_keys("the cat's red-nosed face.\nzebra")
+    browser.find_element(By.ID, "words-run").click()
+    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-word-runs") == "1")
+    assert browser.find_element(By.ID, "status").text.startswith("word maps"), browser.find_element(By.ID, "status").text
+    shown = [img.get_attribute("data-word") for img in browser.find_elements(By.CSS_SELECTOR, "#words-maps img.word-map")]
+    assert shown == ["the", "cat's", "red-nosed", "face.", "zebra"]  # one overlay per word, subwords merged
+    captions = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#words-maps figcaption")]
+    assert captions[1].startswith("cat's ") and captions[1].endswith("%")
