@@ -401,8 +401,8 @@ def test_export_opset_out_of_range_is_one_line_before_the_model_loads(tmp_path, 
     from steervit.export import supported_opsets
 
     low, high = supported_opsets()
-    assert (low, high) == (14, 20)  # torch 2.14's TorchScript exporter goes up to 20
-    for opset in ("99", "11", str(high + 1)):
+    assert (low, high) == (18, 23)  # torch 2.14's dynamo exporter: torchlib's opset 18 up to 23
+    for opset in ("99", "17", str(high + 1)):
         assert main(["export", str(tmp_path / "m.onnx"), "--prompt", "p", "--opset", opset, *MODEL]) == 2
         line = error_line(capsys)
         assert f"opset {opset} is not supported" in line and f"{low} to {high}" in line, line

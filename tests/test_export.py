@@ -1,6 +1,8 @@
 """ONNX export of the image side: onnxruntime must match PyTorch, for any batch and prompt length."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -28,11 +30,15 @@ def assert_close(diffs: dict[str, float], logit_tol: float = TOL) -> None:
         assert diff <= (logit_tol if name == "heatmap_logits" else TOL), diffs
 
 
-def check_both_modes(model: SteerViT, tmp_path, logit_tol: float = TOL) -> None:
+def export_both_modes(model: SteerViT, folder) -> tuple:
+    """(baked-prompt file, text-as-input file)."""
+    return (export_onnx(model, folder / "baked.onnx", prompt=PROMPT),
+            export_onnx(model, folder / "text.onnx", text_as_input=True))
+
+
+def check_both_modes(model: SteerViT, baked, text_in, logit_tol: float = TOL) -> None:
     """Baked prompt and text as input, batches 1 and 3, one shared prompt and one prompt per image."""
     size = model.image_size
-    baked = export_onnx(model, tmp_path / "baked.onnx", prompt=PROMPT)
-    text_in = export_onnx(model, tmp_path / "text.onnx", text_as_input=True)
     for batch in (1, 3):
         x = images(batch, size, seed=batch)
         assert_close(check_onnx(model, baked, x, PROMPT), logit_tol)
@@ -45,12 +51,30 @@ def tiny():
     return make_tiny_model()
 
 
-def test_tiny_model_matches_onnxruntime(tiny, tmp_path):
-    check_both_modes(tiny, tmp_path)
+@pytest.fixture(scope="module")
+def tiny_files(tiny, tmp_path_factory):
+    """The tiny model's two exports, made once (each export takes seconds)."""
+    return export_both_modes(tiny, tmp_path_factory.mktemp("tiny"))
+
+
+def test_tiny_model_matches_onnxruntime(tiny, tiny_files):
+    check_both_modes(tiny, *tiny_files)
+
+
+def test_text_batch_other_than_one_or_the_batch_is_an_error(tiny, tiny_files):
+    import numpy as np
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tiny_files[1]), providers=["CPUExecutionProvider"])
+    text = tiny.encode_text(PROMPTS[:2])
+    feeds = {"images": images(3, 64).numpy(), "text_tokens": text.tokens.detach().numpy(),
+             "text_mask": text.mask.numpy().astype(np.bool_)}
+    with pytest.raises(Exception, match="invalid index"):  # 2 prompts for 3 images: no silent mix-up
+        session.run(None, feeds)
 
 
 def test_golden_model_matches_onnxruntime(golden_model, tmp_path):
-    check_both_modes(golden_model, tmp_path)
+    check_both_modes(golden_model, *export_both_modes(golden_model, tmp_path))
 
 
 @pytest.mark.parametrize("variant", [{"fusion": "late"}, {"use_ffn": True, "pooling": "mean"}, {"gate": "sigmoid"}])
@@ -61,15 +85,36 @@ def test_variants_and_gate_factor(variant, tmp_path):
     assert_close(check_onnx(model, path, images(3, 64), None))  # None: the prompt recorded in the file
 
 
-def test_baked_prompt_is_a_constant(tiny, tmp_path):
+def test_baked_prompt_is_a_constant(tiny, tiny_files):
     import onnxruntime as ort
 
-    path = export_onnx(tiny, tmp_path / "baked.onnx", prompt=PROMPT)
+    path = tiny_files[0]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["images"]
     assert [o.name for o in session.get_outputs()] == list(OUTPUT_NAMES)
     with pytest.raises(ValueError, match="baked in"):
         check_onnx(tiny, path, images(1, 64), "another prompt")
+
+
+def test_dynamo_exporter_with_named_dynamic_axes(tiny, tmp_path):
+    """Written by the dynamo exporter at the requested opset (no TorchScript deprecation warning), with
+    the batch, text batch and prompt length as named symbolic axes."""
+    import onnx
+
+    from steervit.export import supported_opsets
+
+    opset = supported_opsets()[1]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = export_onnx(tiny, tmp_path / "text.onnx", text_as_input=True, opset=opset)
+    assert not [w for w in caught if issubclass(w.category, DeprecationWarning) or "TorchScript" in str(w.message)]
+    proto = onnx.load(str(path))
+    assert {(o.domain, o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")} == {("", opset)}
+    axes = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in proto.graph.input}
+    assert axes == {"images": ["batch", 3, 64, 64], "text_tokens": ["text_batch", "text_length", tiny.feature_dim],
+                    "text_mask": ["text_batch", "text_length"]}
+    assert all(o.type.tensor_type.shape.dim[0].dim_param == "batch" for o in proto.graph.output)
+    assert_close(check_onnx(tiny, path, images(2, 64), PROMPTS[:2]))  # this opset runs in onnxruntime too
 
 
 def test_export_errors(tiny, tmp_path):
@@ -92,7 +137,7 @@ def test_opset_outside_the_supported_range_is_a_clear_error(tiny, tmp_path):
     from steervit.export import check_opset, supported_opsets
 
     low, high = supported_opsets()
-    assert low == 14 and high >= 17  # read from the installed torch (its TorchScript exporter's maximum)
+    assert low == 18 and high >= 18  # torchlib's opset, up to the installed torch's dynamo-exporter maximum
     for opset in (99, high + 1, low - 1):
         with pytest.raises(ValueError, match=rf"opset {opset} is not supported.* {low} to {high}"):
             export_onnx(tiny, tmp_path / "m.onnx", prompt=PROMPT, opset=opset)

@@ -20,6 +20,10 @@ layer, whose short-prompt path picks its arithmetic from the prompt length, whic
 would freeze at the example's length; the numbers are the same function of the same weights.
 At an image size other than the model's, the resampled position embedding is computed once at
 export time (timm's antialiased bicubic resampling has no ONNX operator).
+
+The file is written by torch's dynamo-based exporter (`torch.onnx.export(..., dynamo=True)`:
+torch.export captures the graph with symbolic batch, text batch and prompt length; onnxscript's
+torchlib writes the operators, opset 18 or later), not the deprecated TorchScript exporter.
 """
 from __future__ import annotations
 
@@ -38,16 +42,16 @@ from .trunk import embed
 
 OUTPUT_NAMES = ("global_features", "patch_features", "heatmap_logits", "heatmap_probs")
 TEXT_INPUT_NAMES = ("text_tokens", "text_mask")
-DEFAULT_OPSET = 17
-MIN_OPSET = 14  # the trunk's attention needs opset 14 or later
+DEFAULT_OPSET = 18
+MIN_OPSET = 18  # the lowest opset torch's ONNX operator library (torchlib) is written for
 Prompt = Union[None, str, TextEmbedding]
 
 
 def _attention(ca: CrossAttention, x: torch.Tensor, text: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """`CrossAttention.forward_direct` with an additive (T, L) mask; T = 1 broadcasts over the batch."""
+    """`CrossAttention.forward_direct` with an additive (B, L) mask: one text row per image."""
     q = ca.to_q(ca.norm(x)).unflatten(-1, (ca.heads, ca.head_dim)).transpose(1, 2)  # (B, H, N, e)
     k, v = ca.to_kv(text).chunk(2, dim=-1)
-    k = k.unflatten(-1, (ca.heads, ca.head_dim)).transpose(1, 2)  # (T, H, L, e)
+    k = k.unflatten(-1, (ca.heads, ca.head_dim)).transpose(1, 2)  # (B, H, L, e)
     v = v.unflatten(-1, (ca.heads, ca.head_dim)).transpose(1, 2)
     scores = (q @ k.transpose(-2, -1)) * ca.head_dim**-0.5 + bias[:, None, None, :]
     out = scores.softmax(-1) @ v  # (B, H, N, e)
@@ -127,6 +131,12 @@ class SteeredVisionExport(nn.Module):
             if text_tokens is None or text_mask is None:
                 raise ValueError("this export takes the text as input: pass text_tokens and text_mask")
             tokens, bias = text_tokens, mask_bias(text_mask, text_tokens.dtype)
+        # Each image's text row: row 0 for every image (T = 1), else its own (T = B; a smaller T is
+        # an index error in onnxruntime). A gather, not broadcasting: torch.export cannot keep a
+        # graph where T may be 1 or equal to B, it would fix one of the two.
+        one_prompt = torch.tensor(tokens.shape[0], device=images.device) == 1
+        rows = torch.arange(images.shape[0], device=images.device) * ~one_prompt
+        tokens, bias = tokens[rows], bias[rows]
         # The model's own block loop; only the cross-attention step is the export-friendly form.
         x = model.run_blocks(self._embed(images), lambda layer, h: _gated(layer, h, tokens, bias))
         x = model.trunk.norm(x)
@@ -147,16 +157,14 @@ def _as_embedding(model, prompt: Prompt | Sequence[str]) -> TextEmbedding:
 def supported_opsets() -> tuple[int, int]:
     """(lowest, highest) opset `export_onnx` writes with the installed torch and onnx, read at run time.
 
-    The lowest is what the trunk's attention needs; the highest is what torch's TorchScript exporter
-    (the one used here, `dynamo=False`) supports: 20 with torch 2.14. Above it torch only warns and
-    reuses older operator versions, so it is refused here too.
+    The lowest is the one torch's dynamo exporter writes its operators for (18); below it torch would
+    run ONNX's version converter, which may fail or silently keep opset 18, so it is refused here. The
+    highest is the exporter's maximum (23 with torch 2.14), capped by the installed onnx package.
     """
     import onnx
     from torch.onnx import _constants
 
-    highest = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", None)
-    if highest is None:  # older torch: one limit for every exporter
-        highest = getattr(_constants, "ONNX_MAX_OPSET", DEFAULT_OPSET)
+    highest = getattr(_constants, "ONNX_MAX_OPSET", DEFAULT_OPSET)
     return MIN_OPSET, min(int(highest), int(onnx.defs.onnx_opset_version()))
 
 
@@ -164,7 +172,7 @@ def check_opset(opset: int) -> int:
     """`opset` if `export_onnx` can write it, else a ValueError naming the supported range."""
     low, high = supported_opsets()
     if not low <= opset <= high:
-        why = " (the trunk's attention needs opset 14 or later)" if opset < low else ""
+        why = f" (torch's ONNX exporter writes opset {low} or later)" if opset < low else ""
         raise ValueError(f"opset {opset} is not supported{why}: torch {torch.__version__} exports opsets "
                          f"{low} to {high} here; use one of those, e.g. {DEFAULT_OPSET} (the default)")
     return opset
@@ -196,6 +204,10 @@ def export_onnx(model, path: str | Path, prompt: Prompt = None, text_as_input: b
     """
     import onnx
 
+    from .families import check_exportable
+
+    check_exportable(model, image_size)  # a trunk family this export cannot run is refused first
+
     if (prompt is None) == (not text_as_input):
         raise ValueError("give either a prompt to bake in or text_as_input=True (exactly one of them)")
     path = check_out_path(path)
@@ -206,28 +218,32 @@ def export_onnx(model, path: str | Path, prompt: Prompt = None, text_as_input: b
 
     text = None if prompt is None else _as_embedding(model, prompt)
     wrapper = SteeredVisionExport(model, text, size).eval()
+    # Example inputs for torch.export; the batch, text batch and prompt length stay symbolic (Dim),
+    # the image size is fixed. Example sizes differ from each other and from 1, so that no size is
+    # specialised to its example value.
     images = torch.randn(2, 3, size, size, device=model.device, dtype=model.dtype)
-    dynamic = {"images": {0: "batch"}, **{name: {0: "batch"} for name in OUTPUT_NAMES}}
-    args: tuple = (images,)
+    batch = torch.export.Dim("batch", min=1)
+    kwargs: dict[str, torch.Tensor] = {}
+    dynamic: dict[str, dict] = {"images": {0: batch}}
     input_names = ["images"]
     if text_as_input:
         length = 7  # any example length: the graph has no branch on it
-        args += (torch.randn(2, length, model.feature_dim, device=model.device, dtype=model.dtype),
-                 torch.ones(2, length, dtype=torch.bool, device=model.device))
+        kwargs = {"text_tokens": torch.randn(3, length, model.feature_dim, device=model.device, dtype=model.dtype),
+                  "text_mask": torch.ones(3, length, dtype=torch.bool, device=model.device)}
+        text_dims = {0: torch.export.Dim("text_batch", min=1), 1: torch.export.Dim("text_length", min=1)}
+        dynamic.update({name: text_dims for name in TEXT_INPUT_NAMES})
         input_names += list(TEXT_INPUT_NAMES)
-        dynamic.update({name: {0: "text_batch", 1: "text_length"} for name in TEXT_INPUT_NAMES})
 
     from .io import atomic_path
 
     with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
-        # The tracer warns about timm's image-size asserts and position-embedding resampling: the
-        # image size is fixed by design. The TorchScript exporter is "legacy" but needs no onnxscript.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
-        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
-        torch.onnx.export(wrapper, args, str(tmp), dynamo=False, opset_version=opset,
+        # torch.export captures the graph (dynamo), torchlib writes the ONNX operators; one file
+        # (no external data), optimised (constant folding) by the exporter. The two text inputs
+        # share their axes by design, which the exporter's axis renaming reports as a warning.
+        warnings.filterwarnings("ignore", message=r"# The axis name: text_", category=UserWarning)
+        torch.onnx.export(wrapper, (images,), str(tmp), kwargs=kwargs, dynamo=True, opset_version=opset,
                           input_names=input_names, output_names=list(OUTPUT_NAMES),
-                          dynamic_axes=dynamic, do_constant_folding=True)
+                          dynamic_shapes=dynamic, external_data=False, verbose=False)
         proto = onnx.load(str(tmp))
         onnx.helper.set_model_props(proto, {
             "steervit.prompt": "" if text is None else text.prompts[0],

@@ -34,10 +34,28 @@ def test_a_perfect_map_scores_100_and_a_constant_map_chance():
     masks[1, 2:6, 3:9] = True
     masks[2, 10:12, 10:15] = True
     perfect = anomaly.score(masks.astype(float), masks)
-    assert perfect == {"pixel_auroc": 100.0, "pro": pytest.approx(100.0), "f1_max": 100.0}
+    assert perfect == {"pixel_auroc": 100.0, "pro": pytest.approx(100.0), "f1_max": 100.0, "image_auroc": 100.0}
     flat = anomaly.score(np.zeros(masks.shape), masks)
-    assert flat["pixel_auroc"] == pytest.approx(50.0)
-    assert anomaly.score(np.zeros((1, 4, 4)), np.zeros((1, 4, 4), bool))["pixel_auroc"] is None
+    assert flat["pixel_auroc"] == pytest.approx(50.0) and flat["image_auroc"] == pytest.approx(50.0)
+    normal_only = anomaly.score(np.zeros((1, 4, 4)), np.zeros((1, 4, 4), bool))
+    assert normal_only["pixel_auroc"] is None and normal_only["image_auroc"] is None
+
+
+def test_image_auroc_scores_each_image_by_its_map_maximum():
+    """Image AUROC (MVTec convention) against sklearn: score = max of the map, label = any defect pixel."""
+    roc_auc_score = pytest.importorskip("sklearn.metrics").roc_auc_score
+    rng = np.random.default_rng(0)
+    maps = rng.random((12, 8, 8))
+    maps[[2, 7]] = 0.5  # two images with the same maximum: a tie, which counts one half
+    masks = np.zeros(maps.shape, bool)
+    for i in (1, 2, 4, 9, 10):  # defects of different sizes
+        masks[i, i % 6:i % 6 + 1 + i % 3, 3:5] = True
+    maps[4, 0, 0] = 2.0  # a hot pixel outside the defect still raises the image's score
+    labels = np.array([i in (1, 2, 4, 9, 10) for i in range(12)])
+    assert np.array_equal(anomaly.image_scores(maps), maps.max(axis=(1, 2)))
+    expected = 100 * roc_auc_score(labels, maps.max(axis=(1, 2)))
+    assert anomaly.score(maps, masks)["image_auroc"] == pytest.approx(expected, abs=1e-9)  # float sums only
+    assert 0 < expected < 100 and expected != 50.0  # a real, non-degenerate ranking
 
 
 def test_ground_truth_is_resized_and_binary(mvtec_data):
@@ -54,11 +72,14 @@ def test_anomaly_mvtec_cli(mvtec_data, tmp_path):
     assert results["setup"]["layout"] == "mvtec" and results["normalization"] == "softmax"
     assert list(results["per_category"]) == ["bottle", "metal_nut"]
     assert len(results["prompts"]) == 10
+    assert "maximum of the image's anomaly map" in results["image_score"] and "image AUROC" in results["metric"]
     for c in results["per_category"].values():
         assert c["images"] == 4 and c["anomalous"] == 2
-        for key in ("pixel_auroc", "pro", "f1_max"):
+        for key in ("pixel_auroc", "pro", "f1_max", "image_auroc"):
             assert 0 <= c[key] <= 100
-    assert results["mean"]["pro"] == pytest.approx(np.mean([c["pro"] for c in results["per_category"].values()]))
+    for key in ("pro", "image_auroc"):
+        assert results["mean"][key] == pytest.approx(np.mean([c[key] for c in results["per_category"].values()]))
+    assert "image AUROC" in (out / "results.md").read_text()
 
 
 def test_anomaly_visa_cli_baseline_and_options(visa_data, tmp_path):
@@ -69,8 +90,8 @@ def test_anomaly_visa_cli_baseline_and_options(visa_data, tmp_path):
     plain, gate0, sig = (read_results(tmp_path / n) for n in ("plain", "gate0", "sig"))
     assert plain["setup"]["layout"] == "visa" and list(plain["per_category"]) == ["pcb1"]
     # gate factor 0 runs the plain trunk's operations in the same order: the very same maps and scores
-    for key in ("pixel_auroc", "pro", "f1_max"):
+    for key in ("pixel_auroc", "pro", "f1_max", "image_auroc"):
         assert plain["per_category"]["pcb1"][key] == gate0["per_category"]["pcb1"][key]
-    assert plain["prompts"] is None
+    assert "prompts" not in plain  # no prompts (None fields are left out of results.json)
     assert sig["normalization"] == "sigmoid" and sig["per_category"]["pcb1"]["object"] == "printed circuit board"
     assert main([*common[:-len(MODEL_ARGS)], "--categories", "nope", "--out", str(tmp_path / "x"), *MODEL_ARGS]) == 2

@@ -23,8 +23,8 @@ def register(commands) -> None:
                            "T = 1 or the batch; make them with encode_text / save_text_embedding")
     p.add_argument("--image-size", type=positive_int, metavar="PX",
                    help="square input size, a multiple of the patch size (default: the model's)")
-    p.add_argument("--opset", type=positive_int, default=17,
-                   help="ONNX opset, 14 to the newest the installed torch exports (20 for torch 2.14; default: 17)")
+    p.add_argument("--opset", type=positive_int, default=18,
+                   help="ONNX opset, 18 to the newest the installed torch exports (23 for torch 2.14; default: 18)")
     p.add_argument("--check", action="store_true",
                    help="run the file with onnxruntime and compare with PyTorch; exit 2 above --tolerance")
     p.add_argument("--check-images", nargs="+", metavar="IMAGE",
