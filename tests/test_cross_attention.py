@@ -48,3 +48,24 @@ def test_zero_gate_is_identity_and_factor_zero_skips():
     assert not torch.allclose(layer(x, text, mask), x)
     layer.gate_factor = 0.0
     assert torch.equal(layer(x, text, mask), x)
+
+
+@pytest.mark.parametrize("length", [3, 80])  # the factorised form (L < head_dim) and the textbook one
+def test_prompt_keys_computed_once_serve_every_row_that_reads_the_prompt(length):
+    """Many prompts per image compute each prompt's keys once and pick rows: the same as passing
+    each row its own copy of the prompt."""
+    torch.manual_seed(0)
+    layer = GatedCrossAttention(dim=48, heads=4, head_dim=12, use_ffn=True)
+    with torch.no_grad():
+        layer.attn_gate.fill_(0.7)
+        layer.ff_gate.fill_(0.3)
+    text = torch.randn(3, length, 48)
+    mask = torch.ones(3, length, dtype=torch.bool)
+    mask[1, 1:] = False  # a padded prompt
+    rows = torch.tensor([2, 0, 1, 1, 2])
+    x = torch.randn(len(rows), 20, 48)
+    keys = layer.cross_attn.prompt_keys(text, mask)
+    assert keys.factorised is (length < 12)
+    # the same operations on the same numbers, except that the keys' matmul runs once over P
+    # prompts rather than over the 5 rows: equal up to float32 rounding
+    assert torch.allclose(layer(x, keys.select(rows)), layer(x, text[rows], mask[rows]), atol=1e-6)

@@ -135,6 +135,21 @@ def test_cross_product_equals_one_prompt_path(use_ffn, images64):
 
 
 @torch.no_grad()
+def test_cross_mode_on_the_cpu_chunks_by_token_bytes(tiny_model, images64, monkeypatch):
+    """Without chunk_size, a CPU pass holds as many pairs as fit CPU_CHUNK_VALUES tokens x width: a
+    number that depends on one image's tokens, not on how many images or prompts share the call."""
+    import steervit.model
+
+    tokens = tiny_model.trunk.forward_features(images64[:1])  # (1, 1+N, D): one pair's tokens
+    monkeypatch.setattr(steervit.model, "CPU_CHUNK_VALUES", 3 * tokens.numel())
+    x = torch.randn(5, *tokens.shape[1:])
+    assert tiny_model._pairs_per_chunk(x, None) == tiny_model._pairs_per_chunk(x[:1], None) == 3
+    assert tiny_model._pairs_per_chunk(x, 5) == 5
+    # 2 images x 3 prompts in passes of 3 pairs: the same operations as chunk_size=3
+    assert torch.equal(tiny_model(images64, PROMPTS, cross=True), tiny_model(images64, PROMPTS, cross=True, chunk_size=3))
+
+
+@torch.no_grad()
 def test_any_size_divisible_by_patch(tiny_model):
     x = torch.randn(1, 3, 96, 128)
     assert tiny_model.get_dense_features(x, PROMPTS[:1]).shape == (1, 6 * 8, tiny_model.feature_dim)

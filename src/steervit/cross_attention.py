@@ -7,9 +7,27 @@ from the stored parameter so changing it never alters what gets saved.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+class PromptKeys(NamedTuple):
+    """One layer's keys and values for P prompts, in the form its attention uses (`CrossAttention.prompt_keys`).
+
+    They depend on the prompt only, so images that share a prompt share them: many prompts per image
+    compute them once per prompt and pick each image's rows with `select`."""
+
+    keys: torch.Tensor  # factorised: (P, H*L, D), W_q folded in and scaled; direct: (P, H, L, head_dim)
+    values: torch.Tensor  # factorised: (P, H*L, D), W_o folded in; direct: (P, H, L, head_dim)
+    mask: torch.Tensor  # (P, L) bool, True = real token
+    factorised: bool
+
+    def select(self, rows: torch.Tensor) -> "PromptKeys":
+        """The prompts at `rows` (indices into P), e.g. the prompt of each image-prompt pair of a chunk."""
+        return PromptKeys(self.keys[rows], self.values[rows], self.mask[rows], self.factorised)
 
 
 class CrossAttention(nn.Module):
@@ -28,20 +46,11 @@ class CrossAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """x: (B, N, D) image tokens; text: (B, L, D) connector outputs; text_mask: (B, L) True = keep."""
-        if self.factorise and text.shape[1] < self.head_dim:
-            return self.forward_factorised(x, text, text_mask)
-        return self.forward_direct(x, text, text_mask)
+        return self.attend(x, self.prompt_keys(text, text_mask))
 
     def forward_direct(self, x: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """The textbook form: project every image token to queries, attend, project back (SDPA)."""
-        b, n, _ = x.shape
-        q = self.to_q(self.norm(x)).view(b, n, self.heads, self.head_dim).transpose(1, 2)
-        k, v = self.to_kv(text).chunk(2, dim=-1)
-        k = k.view(b, -1, self.heads, self.head_dim).transpose(1, 2)
-        v = v.view(b, -1, self.heads, self.head_dim).transpose(1, 2)
-        mask = text_mask[:, None, None, :].to(torch.bool)  # broadcast over heads and queries
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.to_out(out.transpose(1, 2).reshape(b, n, self.heads * self.head_dim))
+        return self.attend(x, self.prompt_keys(text, text_mask, factorised=False))
 
     def forward_factorised(self, x: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """The same function, associated the cheap way round when prompts are short (L < head_dim).
@@ -50,20 +59,53 @@ class CrossAttention(nn.Module):
         `sum_h A_h v_h W_o,h^T` only `v_h W_o,h^T` (L x D per head), both computed once per prompt.
         Per image token that is 2*H*L*D multiply-adds instead of 2*H*head_dim*D.
         """
-        b, n, d = x.shape
-        length = text.shape[1]
+        return self.attend(x, self.prompt_keys(text, text_mask, factorised=True))
+
+    def prompt_keys(self, text: torch.Tensor, text_mask: torch.Tensor, factorised: bool | None = None) -> PromptKeys:
+        """The half of the layer that depends on the prompt only: keys and values of `text` (P, L, D).
+
+        `factorised`: None picks the form as `forward` does (factorised for short prompts)."""
+        if factorised is None:
+            factorised = self.factorise and text.shape[1] < self.head_dim
+        p, length, d = text.shape
         k, v = self.to_kv(text).chunk(2, dim=-1)
-        k = k.view(b, length, self.heads, self.head_dim)
-        v = v.view(b, length, self.heads, self.head_dim)
+        k = k.view(p, length, self.heads, self.head_dim)
+        v = v.view(p, length, self.heads, self.head_dim)
+        mask = text_mask.to(torch.bool)
+        if not factorised:
+            return PromptKeys(k.transpose(1, 2), v.transpose(1, 2), mask, False)
         w_q = self.to_q.weight.view(self.heads, self.head_dim, d)
         w_o = self.to_out.weight.view(d, self.heads, self.head_dim)
-        keys = torch.einsum("blhe,hed->bhld", k, w_q) * self.head_dim**-0.5  # (B, H, L, D)
-        values = torch.einsum("blhe,dhe->bhld", v, w_o)  # (B, H, L, D)
-        scores = self.norm(x) @ keys.reshape(b, self.heads * length, d).transpose(1, 2)
-        scores = scores.view(b, n, self.heads, length)
+        keys = torch.einsum("blhe,hed->bhld", k, w_q) * self.head_dim**-0.5  # (P, H, L, D)
+        values = torch.einsum("blhe,dhe->bhld", v, w_o)  # (P, H, L, D)
+        return PromptKeys(keys.reshape(p, self.heads * length, d), values.reshape(p, self.heads * length, d), mask, True)
+
+    def attend(self, x: torch.Tensor, prompt: PromptKeys) -> torch.Tensor:
+        """The half that depends on the image: tokens x (B, N, D) read `prompt` (one prompt per row)."""
+        b, n, d = x.shape
+        if not prompt.factorised:
+            q = self.to_q(self.norm(x)).view(b, n, self.heads, self.head_dim).transpose(1, 2)
+            mask = prompt.mask[:, None, None, :]  # broadcast over heads and queries
+            out = F.scaled_dot_product_attention(q, prompt.keys, prompt.values, attn_mask=mask)
+            return self.to_out(out.transpose(1, 2).reshape(b, n, self.heads * self.head_dim))
+        length = prompt.mask.shape[1]
+        scores = (self.norm(x) @ prompt.keys.transpose(1, 2)).view(b, n, self.heads, length)
+        scores = scores.masked_fill(~prompt.mask[:, None, None, :], float("-inf"))
+        probs = scores.softmax(-1).to(prompt.values.dtype).view(b, n, self.heads * length)
+        return probs @ prompt.values
+
+    def attention_probs(self, x: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """The probabilities (B, heads, N, L) with which each image token reads each text token.
+
+        The same projections (norm, to_q, the K half of to_kv) and scale as `forward`; padded text
+        positions get exactly 0 and each row sums to 1 over the real tokens. For reading out where a
+        prompt steers, not for the forward pass (whose factorised form never materialises this tensor)."""
+        b, n, _ = x.shape
+        q = self.to_q(self.norm(x)).view(b, n, self.heads, self.head_dim).transpose(1, 2)
+        k = self.to_kv(text).chunk(2, dim=-1)[0].view(b, -1, self.heads, self.head_dim).transpose(1, 2)
+        scores = (q @ k.transpose(-2, -1)) * self.head_dim**-0.5
         scores = scores.masked_fill(~text_mask[:, None, None, :].to(torch.bool), float("-inf"))
-        probs = scores.softmax(-1).to(values.dtype).view(b, n, self.heads * length)
-        return probs @ values.reshape(b, self.heads * length, d)
+        return scores.softmax(-1)
 
 
 class FeedForward(nn.Sequential):
@@ -119,13 +161,17 @@ class GatedCrossAttention(nn.Module):
         self.ff_gate = make_gate(gate) if use_ffn else None
         self.gate_factor = 1.0
 
-    def forward(self, x: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
+    def forward(self, x: torch.Tensor, text: torch.Tensor | PromptKeys, text_mask: torch.Tensor | None = None,
                 gate_factor: float | None = None) -> torch.Tensor:
-        """`gate_factor` for this call only; None uses the layer's own (`self.gate_factor`)."""
+        """`text` (B, L, D) with `text_mask` (B, L), or this layer's `PromptKeys` for each row of x
+        (from `self.cross_attn.prompt_keys`, then no mask); `gate_factor` for this call only, None
+        uses the layer's own (`self.gate_factor`)."""
         factor = self.gate_factor if gate_factor is None else gate_factor
         if factor == 0.0:  # every gate kind is exactly 0 here: skip the work, return x exactly
             return x
-        x = x + gate_value(self.gate_kind, self.attn_gate, factor) * self.cross_attn(x, text, text_mask)
+        read = (self.cross_attn.attend(x, text) if isinstance(text, PromptKeys)
+                else self.cross_attn(x, text, text_mask))
+        x = x + gate_value(self.gate_kind, self.attn_gate, factor) * read
         if self.ff is not None:
             x = x + gate_value(self.gate_kind, self.ff_gate, factor) * self.ff(x)
         return x

@@ -19,19 +19,28 @@ from typing import Callable, Iterator, Sequence, Union
 
 import torch
 import torch.utils.checkpoint
+from huggingface_hub import ModelHubMixin
 from torch import nn
 
+from . import families
 from . import heatmaps as hm
 from .config import SteerViTConfig
 from .connector import Connector
-from .cross_attention import GatedCrossAttention
+from .cross_attention import GatedCrossAttention, PromptKeys
+from .families import BlockKwargs
 from .text import TextEmbedding, TextEncoder
 from .transforms import Preprocessing
-from .trunk import create_trunk, embed, self_attention_probs
+from .trunk import create_trunk
 
 Texts = Union[None, Sequence[str], TextEmbedding]
 Steer = Callable[[GatedCrossAttention, torch.Tensor], torch.Tensor]  # applies one cross-attention layer
-DEFAULT_CHUNK = 64  # image-prompt pairs per pass in cross mode
+DEFAULT_CHUNK = 64  # image-prompt pairs per pass in cross mode, off the CPU
+# On the CPU, cross mode sizes each pass by its tokens instead: as many pairs as keep one pass's
+# pairs x tokens x width within this many values (about 3 MiB in fp32), so a block's intermediates
+# (its MLP widens 4x) stay in the caches and in memory the allocator reuses. From about 10 ViT-S/14
+# pairs on, in fp32 and in bf16 alike (whose kernels keep some fp32 intermediates), each pass
+# page-faulted fresh memory in (2026-12); compare with P calls in bench/inference.py.
+CPU_CHUNK_VALUES = 800_000
 
 
 def check_gate_factor(factor: float) -> float:
@@ -42,7 +51,7 @@ def check_gate_factor(factor: float) -> float:
     return factor
 
 
-class SteerViT(nn.Module):
+class SteerViT(nn.Module, ModelHubMixin):
     """A steerable Vision Transformer. Build with `from_pretrained` or from a `SteerViTConfig`."""
 
     def __init__(
@@ -66,6 +75,11 @@ class SteerViT(nn.Module):
             config.trunk, config.image_size, backbone_weights, pretrained_trunk
         )
         self.trunk.eval().requires_grad_(False)
+        # Which kind of timm ViT the trunk is; refuses one that cannot take cross-attention.
+        self.family = families.family_of(self.trunk, config.trunk)
+        if config.pooling == "cls" and not self.family.has_cls:
+            raise ValueError(f"the {self.family.name} trunk {config.trunk!r} has no CLS token to pool: "
+                             "use pooling='mean' (the mean of the patch tokens)")
         if text_encoder is None:
             text_encoder = TextEncoder(config.text_encoder)
         self.text_encoder = text_encoder or None
@@ -298,28 +312,40 @@ class SteerViT(nn.Module):
         return images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size
 
     # ----------------------------------------------------------------------------- the block loop
-    def _block(self, i: int, x: torch.Tensor) -> torch.Tensor:
+    def _embed(self, images: torch.Tensor) -> tuple[torch.Tensor, BlockKwargs]:
+        """The tokens before block 0 and each block's keyword arguments (see `families.embed`)."""
+        return families.embed(self.trunk, images)
+
+    def _block(self, i: int, x: torch.Tensor, kwargs: dict) -> torch.Tensor:
         """Trunk block `i`; recomputed in the backward pass when gradient checkpointing is on."""
         block = self.trunk.blocks[i]
         if self.grad_checkpointing and torch.is_grad_enabled() and x.requires_grad:
-            return torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
-        return block(x)
+            return torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False, **kwargs)
+        return block(x, **kwargs)
 
     def run_blocks(self, x: torch.Tensor, steer: Steer | None, *, start: int = 0, stop: int | None = None,
-                   states: list[torch.Tensor] | None = None) -> torch.Tensor:
+                   states: list[torch.Tensor] | None = None,
+                   block_kwargs: BlockKwargs | None = None) -> torch.Tensor:
         """The one block loop: trunk blocks `start`..`stop`-1 on tokens `x`, each early-fusion
         cross-attention layer applied just before its block and the late-fusion layers after the last
         block (when `stop` is the depth). `steer(layer, x)` applies one layer (None: the plain trunk);
         `states`, if given, collects the tokens after every block run. Returns the tokens, not normed.
+        `block_kwargs` are each block's arguments from `_embed` (an Eva's rotary embeddings); a trunk
+        whose blocks take none may leave them out.
 
         `forward`, `forward_intermediates`, attention read-outs and the ONNX export all go through here.
         """
         depth = len(self.trunk.blocks)
         stop = depth if stop is None else stop
+        if block_kwargs is None:
+            if self.family.block_arguments:
+                raise ValueError(f"the blocks of the {self.family.name} trunk take {self.family.block_arguments}: "
+                                 "pass block_kwargs, as _embed returns them")
+            block_kwargs = [{}] * depth
         for i in range(start, stop):
             if steer is not None and i in self.early_layers:
                 x = steer(self.early_layers[i], x)
-            x = self._block(i, x)
+            x = self._block(i, x, block_kwargs[i])
             if states is not None:
                 states.append(x)
         if steer is not None and stop == depth:
@@ -342,51 +368,77 @@ class SteerViT(nn.Module):
     def _steer_with(text: TextEmbedding, gate_factor: float) -> Steer:
         return lambda layer, x: layer(x, text.tokens, text.mask, gate_factor)
 
+    @staticmethod
+    def _steer_with_keys(keys: dict[GatedCrossAttention, PromptKeys], rows: torch.Tensor, gate_factor: float) -> Steer:
+        """Each layer reads its precomputed prompt keys, row `rows[i]` for image row i."""
+        return lambda layer, x: layer(x, keys[layer].select(rows), None, gate_factor)
+
     def _factor(self, gate_factor: float | None) -> float:
         return self._gate_factor if gate_factor is None else check_gate_factor(gate_factor)
 
-    def _tail(self, x: torch.Tensor, text: TextEmbedding | None, start: int, attn_layer: int | None,
-              gate_factor: float = 1.0) -> torch.Tensor:
+    def _tail(self, x: torch.Tensor, steer: Steer | None, start: int, attn_layer: int | None,
+              block_kwargs: BlockKwargs | None = None) -> torch.Tensor:
         """From block `start` on: final-normed tokens, or, with `attn_layer`, that block's CLS->all
         self-attention probabilities (B, heads, N), read from its input after its cross-attention."""
-        steer = None if text is None else self._steer_with(text, gate_factor)
         if attn_layer is None:
-            return self.trunk.norm(self.run_blocks(x, steer, start=start))
-        x = self.run_blocks(x, steer, start=start, stop=attn_layer)
+            return self.trunk.norm(self.run_blocks(x, steer, start=start, block_kwargs=block_kwargs))
+        x = self.run_blocks(x, steer, start=start, stop=attn_layer, block_kwargs=block_kwargs)
         if steer is not None and attn_layer in self.early_layers:
             x = steer(self.early_layers[attn_layer], x)
-        return self_attention_probs(self.trunk.blocks[attn_layer], x)[:, :, 0]
+        kwargs = {} if block_kwargs is None else block_kwargs[attn_layer]
+        return families.self_attention_probs(self.trunk.blocks[attn_layer], x, **kwargs)[:, :, 0]
 
     def _pairs(self, images: torch.Tensor, texts: Texts, cross: bool, chunk_size: int | None,
                attn_layer: int | None = None, gate_factor: float | None = None) -> torch.Tensor:
         """Tokens (or attention) for each image with its text; in cross mode for every (image, prompt)
-        pair, shaped (B, P, ...). The prompt-independent blocks run once per image."""
+        pair, shaped (B, P, ...). The prompt-independent blocks run once per image.
+
+        Memory in cross mode (no autograd): the (B, P, ...) output, the prompt keys (per layer
+        2 x P x heads x L x D values, or x head_dim for long prompts), and the working set of one
+        chunk at a time, about 6 x its tokens x width values (a block's input, residual, 4x MLP hidden);
+        the chunk's pair count (`_pairs_per_chunk`) bounds it, whatever B and P are."""
         factor = self._factor(gate_factor)
         images = self._check_images(images)
         b = images.shape[0]
         text = self._text(texts, b, cross)
+        x, block_kwargs = self._embed(images)
         if text is None or factor == 0.0:
             # Gate factor 0 makes every gate exactly 0: the output is the plain trunk's, so it runs
             # the plain trunk's operations in the same order (no chunking, no shared prefix).
-            plain = self._tail(embed(self.trunk, images), None, 0, attn_layer)
+            plain = self._tail(x, None, 0, attn_layer, block_kwargs=block_kwargs)
             if text is None or not cross:
                 return plain
             return plain[:, None].expand(b, len(text), *plain.shape[1:])
         start = self._first_steered_block()
         if attn_layer is not None:
             start = min(start, attn_layer)
-        x = self.run_blocks(embed(self.trunk, images), None, stop=start)
+        x = self.run_blocks(x, None, stop=start, block_kwargs=block_kwargs)
         if not cross:
-            return self._tail(x, text, start, attn_layer, factor)
+            return self._tail(x, self._steer_with(text, factor), start, attn_layer, block_kwargs)
+        # Every (image, prompt) pair, image-major, a chunk of pairs per pass. The keys and values
+        # depend on the prompt only: computed once per prompt and layer, each chunk picks its rows.
         p = len(text)
-        chunk = max(1, chunk_size or DEFAULT_CHUNK)
-        outs = []
+        chunk = self._pairs_per_chunk(x, chunk_size)
+        keys = {layer: layer.cross_attn.prompt_keys(text.tokens, text.mask) for layer in self.cross_attn_layers.values()}
+        out = None
         for lo in range(0, b * p, chunk):
-            idx = torch.arange(lo, min(lo + chunk, b * p), device=x.device)
-            sub = TextEmbedding(text.tokens[idx % p], text.mask[idx % p], ["" for _ in idx])
-            outs.append(self._tail(x[idx // p], sub, start, attn_layer, factor))
-        out = torch.cat(outs)
+            pair = torch.arange(lo, min(lo + chunk, b * p), device=x.device)
+            part = self._tail(x[pair // p], self._steer_with_keys(keys, pair % p, factor), start, attn_layer,
+                              block_kwargs)
+            if out is None:  # one output buffer, filled chunk by chunk (no list of parts to concatenate)
+                out = part.new_empty(b * p, *part.shape[1:])
+            out[lo:lo + len(pair)] = part
         return out.view(b, p, *out.shape[1:])
+
+    def _pairs_per_chunk(self, x: torch.Tensor, chunk_size: int | None) -> int:
+        """Image-prompt pairs per pass in cross mode: `chunk_size` when given; else on the CPU as
+        many as fit CPU_CHUNK_VALUES tokens x width (at least 1), elsewhere DEFAULT_CHUNK. It depends
+        on one image's tokens x width only, never on how many images or prompts a call has."""
+        if chunk_size:
+            return max(1, chunk_size)
+        if x.device.type != "cpu":
+            return DEFAULT_CHUNK
+        return max(1, CPU_CHUNK_VALUES // x[0].numel())
 
     def forward_intermediates(self, images: torch.Tensor, texts: Texts = None, *,
                               indices: int | Sequence[int] | None = None, norm: bool = False,
@@ -422,7 +474,8 @@ class SteerViT(nn.Module):
         steer = None if text is None else self._steer_with(text, factor)
         # Only the early layers touch block states; the late ones (after the trunk) do not.
         stop = len(self.trunk.blocks) if return_final else max(wanted) + 1
-        x = self.run_blocks(embed(self.trunk, images), steer, stop=stop, states=states)
+        x, block_kwargs = self._embed(images)
+        x = self.run_blocks(x, steer, stop=stop, states=states, block_kwargs=block_kwargs)
         out = [states[i] for i in wanted]
         if norm:
             out = [self.trunk.norm(s) for s in out]
@@ -433,7 +486,8 @@ class SteerViT(nn.Module):
         """All tokens after the final norm (B, 1+N, D); with `return_logits` also the head's (B, N) logits.
 
         Every feature method takes `cross` (every prompt on every image: outputs (B, P, ...)),
-        `chunk_size` (image-prompt pairs per pass in cross mode) and `gate_factor` (this call only)."""
+        `chunk_size` (image-prompt pairs per pass in cross mode; by default sized to the CPU's caches,
+        or DEFAULT_CHUNK on an accelerator) and `gate_factor` (this call only)."""
         tokens = self._pairs(images, texts, cross, chunk_size, gate_factor=gate_factor)
         if not return_logits:
             return tokens
@@ -480,6 +534,9 @@ class SteerViT(nn.Module):
                                chunk_size: int | None = None, gate_factor: float | None = None) -> torch.Tensor:
         """CLS->patch self-attention of block `layer`, pooled over heads, sinks suppressed, min-max
         normalised, upsampled: (B, H, W), or (B, P, H, W) with cross=True."""
+        if not self.family.has_cls:
+            raise ValueError(f"attention heatmaps read the CLS token's attention, and the {self.family.name} "
+                             f"trunk {self.config.trunk!r} has no CLS token: use get_heatmaps (the trained head)")
         depth = len(self.trunk.blocks)
         if not -depth <= layer < depth:
             raise ValueError(f"layer {layer} out of range for a trunk of {depth} blocks")
@@ -493,6 +550,56 @@ class SteerViT(nn.Module):
             head_pooling, remove_sinks, interpolate,
         )
         return maps.view(*lead, *maps.shape[1:])
+
+    # ----------------------------------------------------------------------------- cross-attention read-out
+    def get_cross_attention_maps(self, images: torch.Tensor, texts: Texts, layers: Sequence[int] | None = None, *,
+                                 gate_factor: float | None = None) -> dict[int, torch.Tensor]:
+        """Where each image token reads the prompt: per cross-attention layer, probabilities
+        (B, heads, N_tokens, L), with one prompt per image.
+
+        Keys are insertion indices, the keys of `cross_attn_layers` as ints (early fusion: the block
+        the layer runs before; late fusion: 0..k-1), in running order, which is `insertion_points()`'s
+        order; `layers` picks some of them (None: all). Rows are all tokens, prefix tokens (CLS,
+        registers) first: `drop_prefix_rows` keeps the patches'. Columns are the prompt's tokens,
+        padded to the longest prompt: a padded one gets exactly 0, each row sums to 1 over the real ones.
+
+        The probabilities are recorded inside the one block loop (`run_blocks`), from the tokens each
+        layer receives as it is applied, so they are the ones the steered forward uses. At gate factor
+        0 no layer changes the tokens: the maps are then what each layer reads from the plain trunk's
+        tokens, i.e. where the prompt would steer first if the gates were opened.
+        """
+        factor = self._factor(gate_factor)
+        images = self._check_images(images)
+        text = self._text(texts, images.shape[0], cross=False)
+        if text is None:
+            raise ValueError("cross-attention maps need prompts: pass texts, one per image")
+        index = {layer: int(key) for key, layer in self.cross_attn_layers.items()}
+        present = list(index.values())
+        if isinstance(layers, int):
+            layers = [layers]
+        wanted = set(present) if layers is None else {int(i) for i in layers}
+        unknown = sorted(wanted - set(present))
+        if unknown or not wanted:
+            raise ValueError(f"no cross-attention layer at {unknown or 'an empty list'}; "
+                             f"this model has them at {present} (layers=None gives all)")
+        maps: dict[int, torch.Tensor] = {}
+
+        def apply_and_record(layer: GatedCrossAttention, x: torch.Tensor) -> torch.Tensor:
+            if index[layer] in wanted:
+                maps[index[layer]] = layer.cross_attn.attention_probs(x, text.tokens, text.mask)
+            return layer(x, text.tokens, text.mask, factor)
+
+        # Early fusion: the blocks after the last wanted layer cannot change its maps, so they do not run.
+        stop = max(wanted) + 1 if self.early_layers else None
+        x, block_kwargs = self._embed(images)
+        self.run_blocks(x, apply_and_record, stop=stop, block_kwargs=block_kwargs)
+        return maps
+
+    def drop_prefix_rows(self, maps: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+        """`get_cross_attention_maps` output without the prefix tokens' rows: (B, heads, N_patches, L),
+        patches in row-major grid order (reshape N_patches to the grid `images.shape[-2:] // patch_size`)."""
+        p = self.num_prefix_tokens
+        return {key: probs[..., p:, :] for key, probs in maps.items()}
 
     # ----------------------------------------------------------------------------- pre-processing
     @property
@@ -513,22 +620,96 @@ class SteerViT(nn.Module):
         """(mean, std) of the trunk's input normalisation."""
         return self.preprocessing.mean, self.preprocessing.std
 
+    # ----------------------------------------------------------------------------- compilation
+    def compile(self, **kwargs) -> "SteerViT":
+        """`torch.compile` the modules every feature path runs through, each in place: the patch
+        embedding, every trunk block, every cross-attention layer and the final norm. Returns self.
+
+        Per module rather than `torch.compile(model)`: every public method (features, heatmaps,
+        attention read-outs, cross mode), not only `forward`, then runs compiled code, and the
+        Python-level block loop (`run_blocks`) stays plain, readable Python. `kwargs` go to each
+        module's `nn.Module.compile` (e.g. `mode=`, `backend=`, `dynamic=`). Weights stay graph inputs
+        and the gate factor a per-call argument: changing either takes effect (a new gate factor
+        compiles the cross-attention layers once more, as they branch on factor 0).
+        """
+        trunk = self.trunk
+        for module in (trunk.patch_embed, *trunk.blocks, *self.cross_attn_layers.values(), trunk.norm):
+            module.compile(**kwargs)
+        return self
+
     # ----------------------------------------------------------------------------- persistence
+    # The hub integration is huggingface_hub's `ModelHubMixin`: `push_to_hub` is its own (it uploads
+    # what `save_pretrained` writes), `_save_pretrained` / `_from_pretrained` / `generate_model_card`
+    # are its hooks. `from_pretrained` is ours, as names can also be local paths or registered models.
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, backbone_weights: str | Path | None = None,
-                        text_encoder: str | Path | None | bool = None, device=None, dtype=None) -> "SteerViT":
-        """Load a published `.pth` checkpoint, a hub file name, or a directory from `save_pretrained`.
+                        text_encoder: str | Path | None | bool = None, device=None, dtype=None,
+                        revision: str | None = None, cache_dir: str | Path | None = None,
+                        token: str | bool | None = None, local_files_only: bool = False,
+                        force_download: bool = False) -> "SteerViT":
+        """Load a model by path, registered name or hub repo; the first that matches wins:
 
-        `backbone_weights` (local timm state dict) and `text_encoder` (HF id or folder) override what
-        the checkpoint names, so everything can be loaded offline.
+        1. an existing local path: a published `.pth`, or a folder written by `save_pretrained`;
+        2. a registered name (`steervit.pretrained.REGISTRY`): the bundled default, published checkpoints;
+        3. `"hf-hub:org/repo"`, or plain `"org/repo"`: a hub repo holding what `save_pretrained` writes
+           (only its config.json, model.safetensors and README.md are fetched);
+        4. a published file name (`"steervit_dinov2_base.pth"`) in the hub repo JonaRuthardt/SteerViT.
+
+        `revision` (branch, tag or commit: a commit pins the files), `cache_dir`, `token`,
+        `local_files_only` and `force_download` go to huggingface_hub's download and cache unchanged;
+        with `HF_HUB_OFFLINE=1` a repo already in the cache still loads. `backbone_weights` (local timm
+        state dict) and `text_encoder` (HF id or folder) override what the checkpoint names, so
+        everything can be loaded offline.
         """
         from .checkpoint import build_from_checkpoint
+        from .hub import HubOptions, hub_repo_id
 
-        return build_from_checkpoint(cls, name_or_path, backbone_weights=backbone_weights,
-                                     text_encoder=text_encoder, device=device, dtype=dtype)
+        hub = HubOptions(revision, cache_dir, token, local_files_only, force_download)
+        parts = dict(backbone_weights=backbone_weights, text_encoder=text_encoder, device=device, dtype=dtype)
+        repo_id = hub_repo_id(name_or_path)
+        if repo_id is not None:
+            return cls._from_pretrained(model_id=repo_id, **hub.download_kwargs(), **parts)
+        return build_from_checkpoint(cls, name_or_path, hub=hub, **parts)
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Write `config.json` + `model.safetensors` (trainable tensors only), atomically."""
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,
+                         force_download: bool, local_files_only: bool, token: str | bool | None,
+                         backbone_weights: str | Path | None = None, text_encoder: str | Path | None | bool = None,
+                         device=None, dtype=None) -> "SteerViT":
+        """`ModelHubMixin`'s loading hook: the repo's files from the hub cache, loaded like a local folder."""
+        from .checkpoint import build_from_checkpoint
+        from .hub import HubOptions, download_model
+
+        folder = download_model(model_id, HubOptions(revision, cache_dir, token, local_files_only, force_download))
+        return build_from_checkpoint(cls, folder, backbone_weights=backbone_weights, text_encoder=text_encoder,
+                                     device=device, dtype=dtype)
+
+    def save_pretrained(self, directory: str | Path, *, model_card_kwargs: dict | None = None,
+                        config: dict | None = None) -> None:
+        """Write `config.json` + `model.safetensors` (trainable tensors only) + `README.md` (model card).
+
+        Each file is written atomically; the card is rewritten on every save, to describe these weights.
+        `model_card_kwargs` go to `generate_model_card` (license, metrics, dataset). The trunk and the
+        text encoder are never written: a saved folder or hub repo holds the adapter only. (`config` is
+        the mixin's way to pass a config dict; a SteerViT writes its own `model.config`.)
+        """
+        from .hub import write_model_card
+
+        if config is not None:
+            raise ValueError("SteerViT.save_pretrained writes model.config to config.json; pass no config=")
+        directory = Path(directory)
+        self._save_pretrained(directory)
+        write_model_card(self.generate_model_card(**(model_card_kwargs or {})), directory)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """`ModelHubMixin`'s saving hook: config.json + model.safetensors, the adapter only."""
         from .checkpoint import save_model
 
-        save_model(self, directory)
+        save_model(self, save_directory)
+
+    def generate_model_card(self, *, license: str = "unknown", metrics: dict[str, float] | None = None,
+                            dataset: str | None = None):
+        """The hub model card (`huggingface_hub.ModelCard`) of these weights; see `steervit.hub.model_card`."""
+        from .hub import model_card
+
+        return model_card(self, license=license, metrics=metrics, dataset=dataset)

@@ -35,13 +35,15 @@ def assert_same_tensors(actual, expected, where: str = "") -> None:
         assert actual == expected, where
 
 
-def test_only_the_adapter_trains(tmp_path, manifest):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])  # bf16: autocast, on the CPU too
+def test_only_the_adapter_trains(tmp_path, manifest, precision):
     model = make_tiny_model()
     frozen = {f"trunk.{k}": v.clone() for k, v in model.trunk.state_dict().items()}
     frozen |= {f"text.{k}": v.clone() for k, v in model.text_encoder.state_dict().items()}
     assert "trunk.cls_token" in frozen and "trunk.norm.weight" in frozen and "trunk.blocks.0.norm1.weight" in frozen
     before = adapter(model)
-    Trainer(tiny_config(manifest, tmp_path / "run", "train.train_iters=3"), model=model).fit()
+    Trainer(tiny_config(manifest, tmp_path / "run", "train.train_iters=3", f"train.precision={precision}"),
+            model=model).fit()
 
     now = {f"trunk.{k}": v for k, v in model.trunk.state_dict().items()}
     now |= {f"text.{k}": v for k, v in model.text_encoder.state_dict().items()}

@@ -38,13 +38,21 @@ class Benchmark:
 
 
 def run_benchmark(benchmark: Benchmark, args: Namespace) -> int:
-    from ..evaluation.features import FeatureCache
+    from ..evaluation.features import FeatureCache, sharded_over_ranks
     from ..evaluation.report import as_document, setup, write_results
+    from ..train import distributed
 
     data = benchmark.read(args)
+    # Under torchrun the feature passes share their images among the ranks and gather the features,
+    # so every rank computes the same results; rank 0 alone writes and prints them.
+    info = distributed.setup(getattr(args, "device", "auto"))
     model = model_from_args(args)
     args.feature_cache = FeatureCache(getattr(args, "cache", None))
-    results = as_document(benchmark.evaluate(model, data, args))
+    with sharded_over_ranks():
+        results = as_document(benchmark.evaluate(model, data, args))
+    distributed.teardown()
+    if not info.is_main:
+        return 0
     results["setup"] = setup(args, model, **benchmark.recorded(args, data))
     out = Path(args.out)
     paths = benchmark.figures(results, out)  # figures may add file names to the results
@@ -328,7 +336,7 @@ def _anomaly_read(args: Namespace):
     return layout, categories
 
 
-def _anomaly_evaluate(model, data, args: Namespace) -> dict:
+def _anomaly_evaluate(model, data, args: Namespace):
     from ..evaluation import anomaly
 
     return anomaly.evaluate(model, data[1], text=not args.no_text, normalization=args.normalization,
@@ -344,7 +352,7 @@ def _anomaly_table(results: dict) -> str:
 def _anomaly_summary(results: dict) -> str:
     m = results["mean"]
     return (f"anomaly ({results['setup']['layout']}) pixel AUROC {_fmt(m['pixel_auroc'])}, PRO {_fmt(m['pro'])}, "
-            f"F1-max {_fmt(m['f1_max'])}")
+            f"F1-max {_fmt(m['f1_max'])}, image AUROC {_fmt(m['image_auroc'])}")
 
 
 ANOMALY = Benchmark(

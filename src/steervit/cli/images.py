@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from .options import (IMAGE_EXTENSIONS, Skips, add_model_options, check_output_dir, check_output_file, find_images,
-                      model_from_args, positive_int, slug, unique_path, unit_interval)
+from .options import (EXIT_SKIPPED, IMAGE_EXTENSIONS, Skips, add_model_options, check_output_dir, check_output_file,
+                      find_images, model_from_args, positive_int, slug, unique_path, unit_interval)
 
 
 def register(commands) -> None:
@@ -78,13 +77,17 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    """Global (and dense) features of every image in a folder, in one file with the paths in order."""
-    import numpy as np
+    """Global (and dense) features of every image in a folder, in one file with the paths in order.
+
+    Under torchrun each rank embeds a contiguous block of whole batches and writes it as a shard;
+    rank 0 then writes an index naming the shards in order (`steervit.evaluation.features.load_embeddings`
+    reads either form as the same result)."""
     import torch
-    from safetensors.torch import save_file
     from tqdm import tqdm
 
-    from ..io import atomic_path, open_rgb, probe_image
+    from ..evaluation.features import save_embeddings, shard_path, write_shard_index
+    from ..io import open_rgb, probe_image
+    from ..train import distributed
 
     # everything that can be checked is checked before the slow model load
     out = Path(args.out)
@@ -101,64 +104,69 @@ def cmd_embed(args: argparse.Namespace) -> int:
     found = find_images(root)
     if not found:
         raise ValueError(f"no images ({' '.join(IMAGE_EXTENSIONS)}) found under {root}")
-    skips = Skips(len(found))
-    files = skips.usable(found, probe_image)  # header only: unreadable, too large or too elongated
+    info = distributed.setup(args.device)  # torchrun: join its process group; else a world of one
+    skips = Skips(len(found), quiet=not info.is_main)
+    files = skips.usable(found, probe_image)  # header only; every rank checks all, so all agree on `files`
+    header_skips = len(skips.errors)
+    skips.quiet = False  # a file that fails to decode is named by the rank that reads it
+
+    # Batches are fixed runs of `files` (a file that fails to decode leaves its batch one short) and
+    # each rank takes a contiguous block of whole batches: every image is embedded in the same batch
+    # as in one process, so the same operations give the same numbers whatever the world size.
+    runs = [files[i:i + args.batch_size] for i in range(0, len(files), args.batch_size)]
+    mine = [runs[i] for i in distributed.contiguous_share(len(runs), info)]
 
     model = model_from_args(args)
     transform = model.get_transforms()
     kept: list[Path] = []
     global_parts: list[torch.Tensor] = []
     dense_parts: list[torch.Tensor] = []
-    batch: list[torch.Tensor] = []
 
-    def flush() -> None:
+    def embed(batch: list[torch.Tensor]) -> None:
         x = torch.stack(batch)
         text = None if embedding is None else embedding.repeat_interleave(len(batch))  # one prompt per image
         global_parts.append(model.get_global_features(x, text).float().cpu())
         if args.dense:
             dense_parts.append(model.get_dense_features(x, text).float().cpu())
-        batch.clear()
 
     with torch.no_grad():
         embedding = None if args.prompt is None else model.encode_text([args.prompt])
-        for path in tqdm(files, desc="embedding", unit="img", disable=None):
-            try:
-                image = open_rgb(path)
-            except (OSError, ValueError) as err:  # passed the header check, failed to decode
-                skips.skip(err)
-                continue
-            batch.append(transform(image))
-            kept.append(path)
-            if len(batch) == args.batch_size:
-                flush()
-        if batch:
-            flush()
-    if not kept:
-        skips.none_usable()
+        for run in tqdm(mine, desc="embedding", unit="batch", disable=None if info.is_main else True):
+            batch = []
+            for path in run:
+                try:
+                    image = open_rgb(path)
+                except (OSError, ValueError) as err:  # passed the header check, failed to decode
+                    skips.skip(err)
+                    continue
+                batch.append(transform(image))
+                kept.append(path)
+            if batch:
+                embed(batch)
 
-    meta = {
-        "root": str(root.resolve()),
-        "paths": [p.relative_to(root).as_posix() for p in kept],
-        "prompt": args.prompt,
-        "model": str(args.model),
-        "gate_factor": args.gate_factor,
-    }
-    features = torch.cat(global_parts)
-    if out.suffix == ".npy":
-        with atomic_path(out) as tmp, open(tmp, "wb") as f:
-            np.save(f, features.numpy())
-        sidecar = out.with_suffix(".json")
-        with atomic_path(sidecar) as tmp:
-            tmp.write_text(json.dumps(meta, indent=1) + "\n")
-        print(out)
-        print(sidecar)
+    meta = {"root": str(root.resolve()), "prompt": args.prompt, "model": str(args.model),
+            "gate_factor": args.gate_factor}
+    paths = [p.relative_to(root).as_posix() for p in kept]
+    counts = distributed.all_gather_rows(torch.tensor([len(kept)])).tolist()
+    skipped = header_skips + int(distributed.sum_floats([len(skips.errors) - header_skips], model.device)[0])
+    if not sum(counts):
+        skips.none_usable()
+    if not info.enabled:
+        written = save_embeddings(out, torch.cat(global_parts), torch.cat(dense_parts) if args.dense else None,
+                                  paths, meta)
     else:
-        tensors = {"global": features}
-        if args.dense:
-            tensors["dense"] = torch.cat(dense_parts)
-        with atomic_path(out) as tmp:
-            save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in meta.items()})
-        print(out)
-    return skips.finish()
+        written = []
+        if kept:
+            written = save_embeddings(shard_path(out, info.rank, info.world_size), torch.cat(global_parts),
+                                      torch.cat(dense_parts) if args.dense else None, paths, meta)
+        distributed.barrier()  # every shard is on disk before the index names it
+        if info.is_main:
+            written.append(write_shard_index(out, info.world_size, counts, meta))
+    for path in written:
+        print(path)
+    distributed.teardown()
+    if info.is_main:
+        return skips.finish(skipped)
+    return EXIT_SKIPPED if skipped else 0
 
 

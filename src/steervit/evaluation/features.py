@@ -4,12 +4,17 @@ Images are named by `ImageRef`s (a file or encoded bytes), loaded in batches wit
 encoded with every prompt at once (`cross=True`, so the prompt-independent blocks run once per image).
 Global features are cached per (model, prompt, gate factor, image list): in memory always, and on
 disk as safetensors when a cache folder is given, because CORE, PODS and the gate sweep re-read them.
+
+Under torchrun, inside `sharded_over_ranks()`, the passes split their batches over the ranks and
+gather the results, so every rank holds the 1-process result (see `_encode`). `steervit embed`'s
+files (one, or per-rank shards and an index) are read back by `load_embeddings`.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -18,6 +23,7 @@ import torch
 from PIL import Image
 
 from ..io import atomic_path, decode_rgb, open_rgb
+from ..train import distributed
 
 
 # Bumped whenever image reading changes what pixels a file gives (2: EXIF orientation, 16-bit
@@ -73,6 +79,39 @@ def batches(refs: Sequence[ImageRef], transform: Callable, batch_size: int = 32,
     loader = torch.utils.data.DataLoader(ImageDataset(refs, transform), batch_size=batch_size,
                                          num_workers=workers, shuffle=False)
     yield from tqdm(loader, desc=desc or "images", unit="batch", disable=None, leave=False)
+
+
+_sharding = {"on": False}
+
+
+@contextlib.contextmanager
+def sharded_over_ranks():
+    """Within this block the feature passes below share their images among the ranks of the started
+    process group (torchrun), and every rank must run them together, as the eval commands do.
+    Opt-in, so that a library caller that started a group for something else never waits on peers."""
+    before, _sharding["on"] = _sharding["on"], True
+    try:
+        yield
+    finally:
+        _sharding["on"] = before
+
+
+def _encode(refs: Sequence[ImageRef], transform: Callable, batch_size: int, workers: int, desc: str,
+            encode: Callable[[torch.Tensor, range], torch.Tensor]) -> torch.Tensor:
+    """`encode(images, rows)` over `refs` in batches of `batch_size`, rows concatenated in order.
+
+    Sharded (see `sharded_over_ranks`), rank r encodes its contiguous block of whole batches and
+    the blocks are gathered in rank order: every image sits in the same batch, with the same
+    neighbours, as in one process, so the same operations give the same numbers on every rank."""
+    info = distributed.current() if _sharding["on"] else distributed.DistInfo()
+    share = distributed.contiguous_share(-(-len(refs) // batch_size), info)
+    lo, hi = share.start * batch_size, min(share.stop * batch_size, len(refs))
+    parts, start = [], lo
+    for x in batches(list(refs[lo:hi]), transform, batch_size, workers, desc):
+        parts.append(encode(x, range(start, start + x.shape[0])).float().cpu())
+        start += x.shape[0]
+    local = torch.cat(parts) if parts else torch.empty(0)
+    return distributed.all_gather_rows(local) if info.enabled else local
 
 
 # ------------------------------------------------------------------------------------ pre-processing
@@ -155,7 +194,7 @@ class FeatureCache:
     def put(self, key: str, features: torch.Tensor, meta: dict[str, str]) -> None:
         features = features.detach().float().cpu().contiguous()
         self.memory[key] = features
-        if self.directory is not None:
+        if self.directory is not None and distributed.current().is_main:  # every rank holds the same features
             from safetensors.torch import save_file
 
             with atomic_path(self.directory / f"{key}.safetensors") as tmp:
@@ -181,11 +220,12 @@ def global_features(model, refs: Sequence[ImageRef], prompts: Sequence[str] | No
     missing = [p for p, k in keys.items() if cache.get(k) is None]
     if missing:
         text = None if missing == [None] else model.encode_text(missing)
-        parts = []
-        for x in batches(refs, model.get_transforms(), batch_size, workers, desc):
+
+        def encode(x: torch.Tensor, rows: range) -> torch.Tensor:
             feats = model.get_global_features(x, text, cross=text is not None)
-            parts.append((feats if text is not None else feats[:, None]).float().cpu())
-        computed = torch.cat(parts)
+            return feats if text is not None else feats[:, None]
+
+        computed = _encode(refs, model.get_transforms(), batch_size, workers, desc, encode)
         for j, p in enumerate(missing):
             cache.put(keys[p], computed[:, j], {"prompt": json.dumps(p), "gate_factor": model.gate_factor,
                                                 "images": len(refs)})
@@ -204,14 +244,12 @@ def paired_global_features(model, refs: Sequence[ImageRef], prompts: Sequence[st
     uniq_prompts = None if prompts is None else sorted({prompts[i] for i in order})
     embedding = None if uniq_prompts is None else model.encode_text(uniq_prompts)
     index = {p: j for j, p in enumerate(uniq_prompts or [])}
-    parts = []
-    start = 0
-    for x in batches([refs[i] for i in order], model.get_transforms(), batch_size, workers, desc):
-        chunk = order[start:start + x.shape[0]]
-        start += x.shape[0]
-        text = None if embedding is None else embedding[[index[prompts[i]] for i in chunk]]
-        parts.append(model.get_global_features(x, text).float().cpu())
-    feats = torch.cat(parts)
+
+    def encode(x: torch.Tensor, rows: range) -> torch.Tensor:
+        text = None if embedding is None else embedding[[index[prompts[order[r]]] for r in rows]]
+        return model.get_global_features(x, text)
+
+    feats = _encode([refs[i] for i in order], model.get_transforms(), batch_size, workers, desc, encode)
     row = {pair: j for j, pair in enumerate(unique)}
     return feats[[row[pair] for pair in pairs]]
 
@@ -221,8 +259,125 @@ def dense_features(model, refs: Sequence[ImageRef], prompt: str | None, transfor
                    batch_size: int = 32, workers: int = 0, desc: str = "") -> torch.Tensor:
     """Patch features (N, patches, D) of every image under one prompt (None = plain trunk)."""
     embedding = None if prompt is None else model.encode_text([prompt])
-    parts = []
-    for x in batches(refs, transform, batch_size, workers, desc):
+
+    def encode(x: torch.Tensor, rows: range) -> torch.Tensor:
         text = None if embedding is None else embedding.repeat_interleave(x.shape[0])
-        parts.append(model.get_dense_features(x, text).float().cpu())
-    return torch.cat(parts)
+        return model.get_dense_features(x, text)
+
+    return _encode(refs, transform, batch_size, workers, desc, encode)
+
+
+# ------------------------------------------------------------------------------------ embedding files
+INDEX_SUFFIX = ".index.json"
+INDEX_FORMAT = "steervit-embed-shards"
+
+
+@dataclass
+class Embeddings:
+    """What `steervit embed` wrote, as one result: global features (N, D), patch features
+    (N, patches, D) or None, the image paths (relative to `meta["root"]`) in row order, the settings."""
+
+    global_features: torch.Tensor
+    dense_features: torch.Tensor | None
+    paths: list[str]
+    meta: dict = field(default_factory=dict)
+
+
+def shard_path(out: str | Path, rank: int, world_size: int) -> Path:
+    """What rank `rank` of a torchrun `embed` writes: features.npy -> features-00001-of-00004.npy."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}-{rank:05d}-of-{world_size:05d}{out.suffix}")
+
+
+def index_path(out: str | Path) -> Path:
+    """The index a torchrun `embed` writes beside its shards: features.safetensors.index.json."""
+    out = Path(out)
+    return out.with_name(out.name + INDEX_SUFFIX)
+
+
+def save_embeddings(out: str | Path, global_feats: torch.Tensor, dense_feats: torch.Tensor | None,
+                    paths: list[str], meta: dict) -> list[Path]:
+    """One `embed` file, atomically: FILE.safetensors ("global", "dense"; paths and `meta` as JSON
+    metadata) or FILE.npy (global only) with FILE.json (paths and `meta`). Returns what was written."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    meta = {**meta, "paths": paths}
+    if out.suffix == ".npy":
+        with atomic_path(out) as tmp, open(tmp, "wb") as f:
+            np.save(f, global_feats.numpy())
+        sidecar = out.with_suffix(".json")
+        with atomic_path(sidecar) as tmp:
+            tmp.write_text(json.dumps(meta, indent=1) + "\n")
+        return [out, sidecar]
+    tensors = {"global": global_feats} if dense_feats is None else {"global": global_feats, "dense": dense_feats}
+    with atomic_path(out) as tmp:
+        save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in meta.items()})
+    return [out]
+
+
+def write_shard_index(out: str | Path, world_size: int, counts: Sequence[int], meta: dict) -> Path:
+    """The index of a torchrun `embed` run (rank 0 writes it once every shard is written): the shards in
+    row order, rank 0 first; ranks that kept no image wrote no shard and are not listed."""
+    shards = [{"file": shard_path(out, rank, world_size).name, "rank": rank, "images": int(n)}
+              for rank, n in enumerate(counts) if n]
+    index = {"format": INDEX_FORMAT, "version": 1, "images": int(sum(counts)), "world_size": world_size,
+             "order": "the shards' rows concatenated in the order listed", "shards": shards, "meta": meta}
+    path = index_path(out)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def load_embeddings(path: str | Path) -> Embeddings:
+    """Read what `steervit embed` wrote, from one process or from torchrun, as one result.
+
+    `path`: FILE.safetensors or FILE.npy (read as it is), a torchrun run's FILE.<suffix>.index.json,
+    or the `--out` name of a torchrun run (only its index and shards exist): the shards are then
+    concatenated in the index's order, which is the order one process would have written."""
+    path = Path(path).expanduser()
+    if path.name.endswith(INDEX_SUFFIX):
+        return _load_sharded(path)
+    if not path.exists() and index_path(path).is_file():
+        return _load_sharded(index_path(path))
+    return _load_one(path)
+
+
+def _load_one(path: Path) -> Embeddings:
+    from ..io import require_file
+
+    require_file(path, "embeddings file")
+    if path.suffix == ".npy":
+        meta = json.loads(require_file(path.with_suffix(".json"), "embeddings list of paths").read_text())
+        features = torch.from_numpy(np.load(path, allow_pickle=False))
+        return Embeddings(features, None, meta.pop("paths"), meta)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path}: not an embed output (FILE.safetensors, FILE.npy or FILE.<suffix>{INDEX_SUFFIX})")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if "global" not in tensors or "paths" not in meta:
+        raise ValueError(f"{path}: not an embed output (no 'global' tensor or no 'paths' metadata)")
+    return Embeddings(tensors["global"], tensors.get("dense"), meta.pop("paths"), meta)
+
+
+def _load_sharded(index_file: Path) -> Embeddings:
+    from ..io import require_file
+
+    index = json.loads(require_file(index_file, "embeddings index").read_text(encoding="utf-8"))
+    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
+        raise ValueError(f"{index_file}: not an index written by `steervit embed` (format {INDEX_FORMAT!r})")
+    if not index.get("shards"):
+        raise ValueError(f"{index_file} lists no shards; embed again")
+    parts = []
+    for shard in index["shards"]:
+        part = _load_one(index_file.parent / Path(shard["file"]).name)  # beside the index, never elsewhere
+        if len(part.paths) != shard["images"] or part.global_features.shape[0] != shard["images"]:
+            raise ValueError(f"{shard['file']} holds {part.global_features.shape[0]} images, the index "
+                             f"{index_file} says {shard['images']}: the shard is from another run; embed again")
+        parts.append(part)
+    dense = None if parts[0].dense_features is None else torch.cat([p.dense_features for p in parts])
+    return Embeddings(torch.cat([p.global_features for p in parts]), dense,
+                      [path for p in parts for path in p.paths], dict(index["meta"]))

@@ -6,12 +6,15 @@ Endpoints (all answers are JSON except `/`; every error is `{"error": "..."}` wi
   POST /api/steer      image (upload `image` or gallery `example`) + `prompts` (repeated) +
                        `gate_factor` -> head-heatmap and attention overlays, steered and plain
   POST /api/search     same form -> per prompt, the gallery ranked by steered and by plain features
+  POST /api/words      same form -> per prompt, per word: where the image's patches read that word
+                       (cross-attention mass on its tokens), as small overlays with the word as caption
 
 `SteerService` holds the model, limits, queue and gallery and has one method per endpoint; `create_app`
 only wires FastAPI to it. Each request's gate factor goes to the model calls as `gate_factor=`; the
 shared model is never changed. One model pass still runs at a time (a lock): two cores gain nothing
 from parallel passes, and the text cache and the gallery's cache are not thread-safe. Requests wait
-in a bounded queue; past it they get 503 at once.
+in a bounded queue; past it they get 503 at once. With `batching` (serve/batching.py), steer and
+search requests that wait together run as one model batch, one (image, prompt) pair per row.
 Uploads are checked before decoding (body size from Content-Length; pixel count and aspect ratio from
 the header, by steervit.io's reader, which every path uses), so a large file, a decompression bomb or
 an 8000 x 1 strip is refused without being decoded.
@@ -32,9 +35,11 @@ from starlette.exceptions import HTTPException
 
 from .. import io as steervit_io  # the image reader and its limits; also sets PIL's bomb limit
 from .. import overlay as ov
+from .batching import Batcher, BatchSettings
 from .gallery import Gallery, data_url, default_examples
 
 PAGE = Path(__file__).with_name("page.html")
+WORD_MAP_SIDE = 112  # pixels per word overlay: small, as there is one per word
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class Limits:
     max_gate_factor: float = 5.0  # tanh saturates long before this
     max_pending: int = 32  # requests waiting for or holding the model; more get 503
     search_k: int = 5
+    max_word_maps: int = 48  # words over all prompts of one /api/words request (one overlay each)
 
     @property
     def max_request_bytes(self) -> int:
@@ -193,7 +199,8 @@ class SteerService:
     The gate factor is passed to each model call (`gate_factor=`), never set on the shared model.
     Endpoint methods have no return annotations: FastAPI would take them as response models."""
 
-    def __init__(self, model, gallery: Gallery | None = None, limits: Limits | None = None) -> None:
+    def __init__(self, model, gallery: Gallery | None = None, limits: Limits | None = None,
+                 batching: BatchSettings | None = None) -> None:
         self.model = model.eval()
         self.limits = limits or Limits()
         self.default_gate = model.gate_factor
@@ -201,6 +208,8 @@ class SteerService:
         self.transform = self.preprocessing.transform()
         self.gallery = Gallery(model, default_examples()) if gallery is None else gallery
         self.worker = Worker(self.limits.max_pending)
+        # steer and search requests that arrive together run as one model batch (see batching.py)
+        self.batcher = None if batching is None else Batcher(self._run_batch, batching)
         self.page = PAGE.read_text(encoding="utf-8")
 
     # ---- endpoints
@@ -215,10 +224,13 @@ class SteerService:
                 "default_gate_factor": self.default_gate, "image_size": self.model.image_size}
 
     async def steer(self, request: Request):
-        return await self._answer(request, self.steer_image)
+        return await self._answer(request, self.steer_image, batch_kind="steer")
 
     async def search(self, request: Request):
-        return await self._answer(request, self.search_image)
+        return await self._answer(request, self.search_image, batch_kind="search")
+
+    async def words(self, request: Request):
+        return await self._answer(request, self.word_maps_image)
 
     async def limit_body(self, request: Request, call_next):
         """Middleware: refuse a too-large body from its declared length, before any of it is read."""
@@ -234,13 +246,17 @@ class SteerService:
         return await call_next(request)
 
     # ---- requests
-    async def _answer(self, request: Request, work) -> dict:
-        """Admit the request to the queue, read its form, and run `work(query)` under the model lock."""
+    async def _answer(self, request: Request, work, batch_kind: str | None = None) -> dict:
+        """Admit the request to the queue, read its form, and run `work(query)` under the model lock;
+        with batching on, a `batch_kind` request goes to the batcher instead, grouped by gate factor."""
         self.worker.admit()
         try:
             start = time.perf_counter()
             query = await self.read_form(request)
-            answer = await run_in_threadpool(self.worker.run, work, query)
+            if self.batcher is not None and batch_kind is not None:
+                answer = await run_in_threadpool(self.batcher.submit, (batch_kind, query.gate), query)
+            else:
+                answer = await run_in_threadpool(self.worker.run, work, query)
             answer["seconds"] = round(time.perf_counter() - start, 3)
             return answer
         finally:
@@ -276,6 +292,28 @@ class SteerService:
         image = decode_image(query.source, self.limits) if isinstance(query.source, bytes) else query.source
         return self.transform(image)[None]
 
+    def _model_inputs(self, queries: list[Query]) -> list:
+        """Each query's (1, 3, S, S) input, or the ApiError that refuses its upload (that query only)."""
+        inputs = []
+        for query in queries:
+            try:
+                inputs.append(self._model_input(query))
+            except ApiError as err:
+                inputs.append(err)
+        return inputs
+
+    def _run_batch(self, key: tuple[str, float], queries: list[Query]) -> list:
+        """The batcher's work: one batch of steer or search queries of one gate factor, under the model
+        lock. A lone query runs as unbatched (the same answer exactly, and many prompts share a pass)."""
+        one, several = {"steer": (self.steer_image, self.steer_images),
+                        "search": (self.search_image, self.search_images)}[key[0]]
+        if len(queries) > 1:
+            return self.worker.run(several, queries)
+        try:
+            return [self.worker.run(one, queries[0])]
+        except ApiError as err:
+            return [err]
+
     # ---- model work (called under the model lock)
     def steer_image(self, query: Query) -> dict:
         """Head heatmap and attention, steered and plain, as overlays on the model's view of the image."""
@@ -288,6 +326,36 @@ class SteerService:
             head = model.get_heatmaps(x, embedding, cross=True, gate_factor=gate)[0, :, 0]  # (P, H, W)
             steered = model.get_attention_heatmaps(x, embedding, cross=True, gate_factor=gate)[0]  # (P, H, W)
             plain = model.get_attention_heatmaps(x, None)[0]  # (H, W)
+        return self._steer_answer(x, query, head, steered, plain)
+
+    def steer_images(self, queries: list[Query]) -> list:
+        """Several steer queries of one gate factor as one model batch: each (image, prompt) pair is a
+        row (one prompt per image), each image once in the plain pass. Each answer is `steer_image`'s to
+        float tolerance, whatever else is in the batch; a refused upload fails its own query only."""
+        import torch
+
+        inputs = self._model_inputs(queries)
+        ok = [i for i, x in enumerate(inputs) if not isinstance(x, ApiError)]
+        if not ok:
+            return inputs
+        model, gate = self.model, queries[ok[0]].gate
+        x = torch.cat([inputs[i] for i in ok])  # (U, 3, S, S)
+        owner = [u for u, i in enumerate(ok) for _ in queries[i].prompts]  # the image of each row
+        with torch.no_grad():
+            text = model.encode_text([p for i in ok for p in queries[i].prompts])
+            head = model.get_heatmaps(x[owner], text, gate_factor=gate)[:, 0]  # (R, H, W)
+            steered = model.get_attention_heatmaps(x[owner], text, gate_factor=gate)  # (R, H, W)
+            plain = model.get_attention_heatmaps(x, None)  # (U, H, W)
+        answers, row = list(inputs), 0
+        for u, i in enumerate(ok):
+            rows = slice(row, row + len(queries[i].prompts))
+            answers[i] = self._steer_answer(x[u:u + 1], queries[i], head[rows], steered[rows], plain[u])
+            row = rows.stop
+        return answers
+
+    def _steer_answer(self, x, query: Query, head, steered, plain) -> dict:
+        """The steer answer from one image's maps: head (P, H, W), steered (P, H, W), plain (H, W)."""
+        gate, prompts = query.gate, query.prompts
         head, steered, plain = ov.as_heat(head), ov.as_heat(steered), ov.as_heat(plain)
         picture = self.preprocessing.denormalize(x[0])
         results = [{"prompt": prompt,
@@ -311,16 +379,89 @@ class SteerService:
             steered = model.get_global_features(x, model.encode_text(prompts), cross=True, gate_factor=gate)[0]
             steered = F.normalize(steered.float(), dim=-1)  # (P, D)
             features = gallery.steered(prompts, gate)  # (P, N, D)
-        k, exclude = self.limits.search_k, query.example
+        return self._search_answer(query, plain, steered, features)
+
+    def search_images(self, queries: list[Query]) -> list:
+        """Several search queries of one gate factor as one model batch (as `steer_images`): each
+        (image, prompt) pair a row, the gallery steered by all their prompts at once."""
+        import torch
+        import torch.nn.functional as F
+
+        inputs = self._model_inputs(queries)
+        ok = [i for i, x in enumerate(inputs) if not isinstance(x, ApiError)]
+        if not ok:
+            return inputs
+        model, gate = self.model, queries[ok[0]].gate
+        x = torch.cat([inputs[i] for i in ok])
+        owner = [u for u, i in enumerate(ok) for _ in queries[i].prompts]
+        prompts = [p for i in ok for p in queries[i].prompts]
+        unique = list(dict.fromkeys(prompts))
+        with torch.no_grad():
+            plain = F.normalize(model.get_global_features(x).float(), dim=-1)  # (U, D)
+            steered = model.get_global_features(x[owner], model.encode_text(prompts), gate_factor=gate)
+            steered = F.normalize(steered.float(), dim=-1)  # (R, D)
+            features = self.gallery.steered(unique, gate)  # (unique prompts, N, D)
+        answers, row = list(inputs), 0
+        for u, i in enumerate(ok):
+            rows = slice(row, row + len(queries[i].prompts))
+            mine = features[[unique.index(p) for p in prompts[rows]]]
+            answers[i] = self._search_answer(queries[i], plain[u], steered[rows], mine)
+            row = rows.stop
+        return answers
+
+    def _search_answer(self, query: Query, plain, steered, features) -> dict:
+        """The search answer from one image's unit features: plain (D,), steered (P, D), gallery (P, N, D)."""
+        gallery, k, exclude = self.gallery, self.limits.search_k, query.example
         results = [{"prompt": p, "steered": gallery.rank(features[j] @ steered[j], exclude, k)}
-                   for j, p in enumerate(prompts)]
-        return {"gate_factor": gate, "plain": gallery.rank(gallery.plain @ plain, exclude, k), "results": results}
+                   for j, p in enumerate(query.prompts)]
+        return {"gate_factor": query.gate, "plain": gallery.rank(gallery.plain @ plain, exclude, k),
+                "results": results}
+
+    def word_maps_image(self, query: Query) -> dict:
+        """Which words steer where: per prompt and word, the cross-attention mass the image's patch
+        tokens put on the word's tokens (mean over heads and cross-attention layers), as a small overlay.
+
+        `share`: that mass averaged over the patches, the fraction of the patches' attention the word
+        gets; `other_share`: the rest, on special tokens (<s>, </s>) and lone spaces. Each overlay is
+        min-max scaled on its own, so compare words by `share`, and places within a word by colour."""
+        import torch
+
+        model, gate, prompts = self.model, query.gate, query.prompts
+        words = [model.text_encoder.words(p) for p in prompts]
+        count = sum(map(len, words))
+        if count > self.limits.max_word_maps:
+            raise ApiError(400, f"the prompts have {count} words; word maps are drawn for at most "
+                                f"{self.limits.max_word_maps}: shorten the prompts or send fewer")
+        x = self._model_input(query)
+        with torch.no_grad():
+            images = x.expand(len(prompts), -1, -1, -1)  # one prompt per image
+            maps = model.get_cross_attention_maps(images, model.encode_text(prompts), gate_factor=gate)
+        patches = torch.stack(list(model.drop_prefix_rows(maps).values()))  # (layers, P, heads, N, L)
+        mass = patches.float().mean(dim=(0, 2)).cpu()  # (P, N, L)
+        grid = (x.shape[-2] // model.patch_size, x.shape[-1] // model.patch_size)
+        small = self.preprocessing.denormalize(x[0])
+        small.thumbnail((WORD_MAP_SIDE, WORD_MAP_SIDE))
+        results = []
+        for j, prompt in enumerate(prompts):
+            entries, word_mass = [], 0.0
+            for word, positions in words[j]:
+                heat = mass[j][:, positions].sum(-1).view(grid).numpy()
+                word_mass += float(heat.mean())
+                row, col = divmod(int(heat.argmax()), grid[1])
+                entries.append({"word": word, "share": round(float(heat.mean()), 4),
+                                "peak_x": round((col + 0.5) / grid[1], 4), "peak_y": round((row + 0.5) / grid[0], 4),
+                                "map": data_url(ov.overlay(small, heat))})
+            results.append({"prompt": prompt, "words": entries, "other_share": round(max(1.0 - word_mass, 0.0), 4)})
+        return {"image": data_url(small), "gate_factor": gate,
+                "layers": [name for name, _ in model.insertion_points()], "results": results}
 
 
 # ------------------------------------------------------------------------------ the app
-def create_app(model, gallery: Gallery | None = None, limits: Limits | None = None) -> FastAPI:
-    """The app for one loaded model. `gallery`: a `Gallery`, or None for the default examples."""
-    service = SteerService(model, gallery, limits)
+def create_app(model, gallery: Gallery | None = None, limits: Limits | None = None,
+               batching: BatchSettings | None = None) -> FastAPI:
+    """The app for one loaded model. `gallery`: a `Gallery`, or None for the default examples;
+    `batching`: run concurrent steer/search requests as one model batch (None: one at a time)."""
+    service = SteerService(model, gallery, limits, batching)
     app = FastAPI(title="SteerViT", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
     app.state.worker, app.state.gallery, app.state.limits = service.worker, service.gallery, service.limits
@@ -332,4 +473,5 @@ def create_app(model, gallery: Gallery | None = None, limits: Limits | None = No
     app.get("/api/examples")(service.examples)
     app.post("/api/steer")(service.steer)
     app.post("/api/search")(service.search)
+    app.post("/api/words")(service.words)
     return app

@@ -84,3 +84,43 @@ def sum_floats(values: list[float], device: torch.device) -> list[float]:
 def barrier() -> None:
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()
+
+
+def current() -> DistInfo:
+    """The started process group's rank and size; a world of one when none is started."""
+    if not dist.is_initialized():
+        return DistInfo()
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def contiguous_share(count: int, info: DistInfo) -> range:
+    """This rank's block of `count` items: rank r takes items count*r//W up to count*(r+1)//W.
+
+    The blocks are contiguous, in rank order and differ in size by at most one, so the ranks'
+    results concatenated in rank order are in the 1-process order."""
+    return range(count * info.rank // info.world_size, count * (info.rank + 1) // info.world_size)
+
+
+def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows (dim 0; the counts may differ, even be 0) concatenated in rank order, on every
+    rank; the tensor itself in a world of one. A rank with no rows may pass `torch.empty(0)`."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return tensor
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    shape = torch.zeros(8, dtype=torch.long, device=device)  # rows, ndim, then up to 6 trailing sizes
+    if tensor.shape[0]:
+        shape[0], shape[1] = tensor.shape[0], tensor.ndim
+        shape[2:1 + tensor.ndim] = torch.tensor(tensor.shape[1:])
+    shapes = [torch.zeros_like(shape) for _ in range(dist.get_world_size())]
+    dist.all_gather(shapes, shape)
+    rows = [int(s[0]) for s in shapes]
+    known = next((s for s in shapes if s[0] > 0), None)
+    if known is None:
+        return tensor
+    trailing = [int(v) for v in known[2:1 + int(known[1])]]
+    padded = torch.zeros(max(rows), *trailing, dtype=tensor.dtype, device=device)
+    if rows[dist.get_rank()]:
+        padded[:rows[dist.get_rank()]] = tensor
+    parts = [torch.empty_like(padded) for _ in rows]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:n] for part, n in zip(parts, rows)]).to(tensor.device)
