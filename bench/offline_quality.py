@@ -10,7 +10,10 @@ game (steervit.evaluation.pointing) always runs. Reported, per test source:
   steered vs plain;
 - attention steering: MOSAIC-style PR-AUC of the last block's CLS attention against the referred
   object's patch mask, steered vs plain (percent);
-- CORE-style P@1 on OFFLINE_DIR/core (one prompt for the whole scene gallery, same base excluded).
+- CORE-style P@1 on OFFLINE_DIR/core (one prompt for the whole scene gallery, same base excluded);
+- with --ood, the representation trade-off (steervit.evaluation.tradeoff): the FG-CLS-style probe on
+  OOD_DIR/probe steered vs plain, and the gate sweep f = 0, 0.2, ..., 1 of (probe accuracy, CORE-style
+  P@1 on OOD_DIR/core), drawn beside --out as <out stem>_gate_sweep.png.
 """
 from __future__ import annotations
 
@@ -103,6 +106,29 @@ def core_table(model: SteerViT, folder: Path, gate0: bool) -> dict:
     return row
 
 
+def probe_table(model: SteerViT, ood: Path, batch_size: int, plot_path: Path | None) -> dict | None:
+    """The FG-CLS-style probe steered vs plain and the gate sweep on an OOD build (None: no probe/ in it)."""
+    from steervit.evaluation import tradeoff
+
+    if not (ood / "probe").is_dir():
+        print(f"{ood}/probe not found: rebuild with `steervit data build-ood` for the probe and gate sweep")
+        return None
+    res = tradeoff.evaluate(model, tradeoff.read_probe(ood / "probe"), read_core(ood / "core"), batch_size=batch_size)
+    row = res.to_json()
+    if plot_path is not None:
+        row["plot"] = str(tradeoff.plot(row, plot_path))
+    return row
+
+
+def print_probe(p: dict) -> None:
+    prompts = ", ".join(f"{name}: '{d['prompt']}'" for name, d in p["datasets"].items())
+    print(f"FG-CLS-style probe on unseen backgrounds ({prompts}): steered {p['steered']:.1f}, plain "
+          f"{p['plain']:.1f}, drop {p['drop']:.1f} points ({'within' if p['within_target'] else 'over'} the "
+          f"2-point target)")
+    print("gate sweep: " + ", ".join(f"f={r['gate_factor']:g} ({r['probe_accuracy']:.1f}, {r['core_P@1']:.1f})"
+                                    for r in p["sweep"]) + " as (probe accuracy, CORE-style P@1)")
+
+
 def print_sources(title: str, sources: dict) -> None:
     print(title)
     print(f"{'source':<28}{'n':>5}{'pmass steered':>15}{'plain':>7}{'pixel pmass st.':>17}{'plain':>7}"
@@ -123,15 +149,19 @@ def main() -> None:
     parser.add_argument("--data", required=True, type=Path, help="what `steervit data build-offline` wrote")
     parser.add_argument("--ood", type=Path, help="what `steervit data build-ood` wrote: reported beside --data")
     parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--backbone-weights", help="local trunk state dict, for a saved run's model folder offline")
+    parser.add_argument("--text-encoder", help="local text-encoder folder, likewise")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--limit", type=int, default=0, help="records per source (0 = all)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--core-gate0", action="store_true",
                         help="also run CORE at gate factor 0 (equals the plain trunk; costs a full pass)")
     parser.add_argument("--no-pointing", action="store_true", help="skip the real-photo pointing game")
+    parser.add_argument("--no-probe", action="store_true", help="skip the OOD probe and gate sweep")
     args = parser.parse_args()
 
-    model = SteerViT.from_pretrained(args.model).eval()
+    model = SteerViT.from_pretrained(args.model, backbone_weights=args.backbone_weights,
+                                     text_encoder=args.text_encoder).eval()
     results = {"model": args.model, "data": str(args.data),
                "sources": source_table(model, args.data / "manifest.jsonl", args.limit, args.batch_size,
                                        four_item_scenes(args.data)),
@@ -140,6 +170,9 @@ def main() -> None:
         results["ood"] = {"data": str(args.ood),
                           "sources": source_table(model, args.ood / "manifest.jsonl", args.limit, args.batch_size),
                           "core_P@1": core_table(model, args.ood / "core", args.core_gate0)}
+        if not args.no_probe:
+            plot_path = args.out.with_name(args.out.stem + "_gate_sweep.png") if args.out else None
+            results["ood"]["probe"] = probe_table(model, args.ood, args.batch_size, plot_path)
     if not args.no_pointing:
         from steervit.evaluation import pointing
 
@@ -152,6 +185,8 @@ def main() -> None:
     if args.ood:
         print_sources("out of distribution (build-ood)", results["ood"]["sources"])
         print_core("CORE-style P@1 on unseen backgrounds", results["ood"]["core_P@1"])
+        if results["ood"].get("probe"):
+            print_probe(results["ood"]["probe"])
     if "pointing" in results:
         print(pointing.summary(res))
     if args.out:

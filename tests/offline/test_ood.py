@@ -15,7 +15,9 @@ from steervit.offline.ood import PARTS, OodSizes, build_ood
 @pytest.fixture(scope="module")
 def ood(fashion_mnist_installed, tmp_path_factory):
     out = tmp_path_factory.mktemp("ood")
-    summary = build_ood(out, seed=1, sizes=OodSizes(scenes=4, expressions=2, core_scenes=2, core_bases=2),
+    # the probe part has its own tiny build in test_probe.py
+    summary = build_ood(out, seed=1, sizes=OodSizes(scenes=4, expressions=2, core_scenes=2, core_bases=2,
+                                                    probe_train=0, probe_test=0),
                         overwrite=True, progress=False)
     return out, summary
 

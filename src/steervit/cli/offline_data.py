@@ -43,6 +43,10 @@ def register(commands) -> None:
     p.add_argument("--expressions", type=non_negative_int, default=3, metavar="N", help="records per scene (default 3)")
     p.add_argument("--core-bases", type=non_negative_int, default=8, metavar="N",
                    help="base images per CORE-style scene (default 8)")
+    p.add_argument("--probe-train", type=non_negative_int, default=40, metavar="N",
+                   help="FG-CLS-style probe: train images per class (default 40; 0 with --probe-test 0 skips it)")
+    p.add_argument("--probe-test", type=non_negative_int, default=20, metavar="N",
+                   help="FG-CLS-style probe: test images per class (default 20)")
     p.add_argument("--overwrite", action="store_true", help="replace a previous build in OUT_DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_build_ood)
@@ -72,10 +76,13 @@ def cmd_build_offline(args: argparse.Namespace) -> int:
 def cmd_build_ood(args: argparse.Namespace) -> int:
     from ..offline.ood import OodSizes, build_ood
 
-    sizes = OodSizes(scenes=args.scenes, expressions=args.expressions, core_bases=args.core_bases)
+    sizes = OodSizes(scenes=args.scenes, expressions=args.expressions, core_bases=args.core_bases,
+                     probe_train=args.probe_train, probe_test=args.probe_test)
     summary = build_ood(args.out_dir, seed=args.seed, sizes=sizes, overwrite=args.overwrite,
                         progress=not args.no_progress)
     parts = ", ".join(f"{part} {c['images']} images / {c['records']} records" for part, c in summary["parts"].items())
-    print(f"{args.out_dir}: {parts}; CORE-style set on unseen backgrounds in {summary['seconds']} s")
+    probe = summary["probe"]
+    probe = f", probe {probe['images']} images ({probe['classes']} classes)" if probe else ""
+    print(f"{args.out_dir}: {parts}; CORE-style set{probe} on unseen backgrounds in {summary['seconds']} s")
     print(summary["statement"])
     return 0

@@ -19,9 +19,12 @@ from .datasets import LabelledImages, read_image_folder, read_waterbirds
 from .features import FeatureCache, global_features
 from .report import BenchmarkResult, markdown_table, mean
 
-PROMPTS = {"imagewoof": "the dog", "stanford_cars": "the car", "waterbirds": "the bird"}
+# "products": the offline OOD suite's probe (`steervit data build-ood` writes OUT/probe/products), real
+# Fashion-MNIST product photos on unseen backgrounds, with one generic prompt as the paper's "the dog".
+PROMPTS = {"imagewoof": "the dog", "stanford_cars": "the car", "waterbirds": "the bird", "products": "the product"}
 FOLDER_NAMES = {"imagewoof": ("imagewoof", "imagewoof2"), "stanford_cars": ("stanford_cars", "stanfordcars",
-                "stanford-cars", "cars"), "waterbirds": ("waterbirds", "waterbird_complete95_forest2water2")}
+                "stanford-cars", "cars"), "waterbirds": ("waterbirds", "waterbird_complete95_forest2water2"),
+                "products": ("products",)}
 PAPER = {"mean accuracy": {"DINOv2": 89.0, "SteerViT": 87.7, "late fusion": 91.8}}
 
 
@@ -37,8 +40,8 @@ def find_datasets(root: str | Path | None, explicit: dict[str, str | None]) -> d
                 if name not in found and (root / alias).is_dir():
                     found[name] = root / alias
     if not found:
-        raise ValueError("no FG-CLS dataset found: give --data with imagewoof/, stanford_cars/ or waterbirds/ "
-                         "inside, or --imagewoof / --stanford-cars / --waterbirds")
+        raise ValueError("no FG-CLS dataset found: give --data with imagewoof/, stanford_cars/, waterbirds/ "
+                         "or products/ (an OOD build's probe/) inside, or --imagewoof / --stanford-cars / --waterbirds")
     return {name: found[name] for name in PROMPTS if name in found}
 
 

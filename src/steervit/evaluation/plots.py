@@ -43,6 +43,29 @@ def pareto_plot(path: Path, gates: Sequence[float], quality: Sequence[float | No
     return _save(fig, path)
 
 
+def gate_sweep_plot(path: Path, gates: Sequence[float], curves: dict[str, Sequence[float]],
+                    paper: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+                    title: str = "gate sweep") -> Path:
+    """The paper's gate-sweep table as a figure: each measure (percent) against the gate factor, its
+    values written at the points; the paper's columns, label -> (gate factors, values), dashed beside
+    in the same colour order."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    colours = plt.get_cmap("tab10")
+    for i, (label, values) in enumerate(curves.items()):
+        ax.plot(list(gates), list(values), "o-", color=colours(i), label=label)
+        for g, v in zip(gates, values):
+            ax.annotate(f"{v:.1f}", (g, v), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+    for i, (label, (paper_gates, values)) in enumerate((paper or {}).items()):
+        ax.plot(list(paper_gates), list(values), "s--", color=colours(i), alpha=0.45, label=label)
+    ax.set_xlabel("gate factor f (effective gate tanh(f·g))")
+    ax.set_ylabel("percent")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def divergence_plot(path: Path, blocks: Sequence[int], curves: dict[str, Sequence[float]],
                     cross_attn_blocks: Sequence[int] = ()) -> Path:
     """1 - cosine to the plain trunk after each block; dotted lines mark blocks with cross-attention."""

@@ -11,18 +11,24 @@ part changes one thing and keeps the rest as in the in-distribution test split:
                   (offline/vocabulary.py) that training never uses
     instances     only held-out object instances (Fashion-MNIST test photos, held-out photo objects)
     core/         a CORE-style retrieval set (the published CORE layout) on the OOD backgrounds
+    probe/        an FG-CLS-style linear-probe set: one Fashion-MNIST test product per image on an OOD
+                  background, labelled with its class, in the image-folder layout `steervit eval fgcls`
+                  reads (`probe/products/{train,test}/<class>/*.png`); its prompt is "the product"
 
 Output (OUT_DIR): `manifest.jsonl` (split "test", one `source` per part: `ood_<part>`),
-`scenes.jsonl`, `images/<part>/*.png`, `masks/<part>/*.png`, `core/`, `build_info.json`.
+`scenes.jsonl`, `images/<part>/*.png`, `masks/<part>/*.png`, `core/`, `probe/`, `build_info.json`.
 The photos are real, the scenes are made. `bench/offline_quality.py --ood OUT_DIR` reports every part
 beside the in-distribution test split, with the plain trunk beside each.
 """
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
+
 import numpy as np
 
 from ..data.manifest import write_manifest
@@ -31,21 +37,26 @@ from . import backgrounds as bg
 from . import fashion_mnist as fm
 from . import photos
 from .build import save_scene
+from .eval_sets import file_stem
 from .scenes import CANVAS, PALETTE, Scene, choose_expressions, compose, fashion_item, fashion_items, \
-    make_background, photo_item
+    make_background, photo_item, save_png
 
 PARTS = ("backgrounds", "layouts_9", "layouts_12", "phrasings", "instances")
+PROBE_DATASET = "products"  # the probe's folder name; evaluation/fgcls.py knows it and its prompt
 STATEMENT = "The photos are real, the scenes are made."
 
 
 @dataclass(frozen=True)
 class OodSizes:
-    """Scene images per part (each gives `expressions` records) and CORE-style scenes x bases."""
+    """Scene images per part (each gives `expressions` records), CORE-style scenes x bases, and the
+    probe's images per class in its train and test split (0 skips the probe)."""
 
     scenes: int = 120
     expressions: int = 3
     core_scenes: int = 4
     core_bases: int = 8
+    probe_train: int = 40
+    probe_test: int = 20
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,50 @@ def _make_part(part: str, rng: np.random.Generator, material: _Material) -> tupl
     return _standard_scene(rng, material, in_distribution), "ood" if part == "phrasings" else "train"
 
 
+# --------------------------------------------------------------------------- the probe set
+
+
+def probe_jobs(sizes: OodSizes) -> int:
+    """Images the probe part writes (0: no probe)."""
+    return len(fm.CLASSES) * (sizes.probe_train + sizes.probe_test)
+
+
+def build_probe(out: Path, seed: int, sizes: OodSizes, material: _Material) -> Iterator[int]:
+    """Write probe/products/{train,test}/<class>/*.png and probe/sources.json; yields per image.
+
+    Each image is one Fashion-MNIST test product (tinted or left grey, at a random size and
+    position) on an OOD background, as the other parts paste their items. Per class the products
+    are drawn without replacement, so no product is in both the probe's train and test split.
+    """
+    if (out / "probe").exists():  # the reader lists every file in the class folders: no stale ones
+        shutil.rmtree(out / "probe")
+    root = out / "probe" / PROBE_DATASET
+    sources = {}
+    for label, cls in enumerate(fm.CLASSES):
+        picks = np.random.default_rng([seed, 600, label]).permutation(material.pool[label])
+        picks = picks[:sizes.probe_train + sizes.probe_test]
+        if len(picks) < sizes.probe_train + sizes.probe_test:
+            raise ValueError(f"only {len(picks)} Fashion-MNIST test photos of {cls.name!r}; ask for fewer "
+                             f"probe images per class")
+        for k, index in enumerate(picks):
+            rng = np.random.default_rng([seed, 601, label, k])
+            colour = str(rng.choice(list(PALETTE))) if rng.random() < 0.55 else None  # as fashion_items
+            image, name = _ood_background(rng, material)
+            scene = compose(image, name, [fashion_item(material.test, int(index), colour)],
+                            [int(rng.integers(64, 161))], rng, "scatter")
+            if scene is None:  # one item of at most 160 px always fits a 224 px canvas; guard anyway
+                raise RuntimeError(f"could not place Fashion-MNIST test photo {index}")
+            split, i = ("train", k) if k < sizes.probe_train else ("test", k - sizes.probe_train)
+            file = Path(split) / file_stem(cls.name) / f"{i:03d}.png"
+            save_png(scene.image, root / file)
+            placed = scene.placed[0]
+            sources[file.as_posix()] = {"item": placed.item.key, "label": label, "class": cls.name,
+                                        "colour": placed.item.colour, "box": list(placed.box),
+                                        "background": scene.background_name}
+            yield 1
+    (out / "probe" / "sources.json").write_text(json.dumps(sources, indent=1) + "\n", encoding="utf-8")
+
+
 # --------------------------------------------------------------------------- the build
 
 
@@ -119,11 +174,14 @@ def build_ood(out_dir: str | Path, seed: int = 0, sizes: OodSizes = OodSizes(), 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) to replace it")
+    if (sizes.probe_train == 0) != (sizes.probe_test == 0):
+        raise ValueError("the probe needs images in both its splits: give probe_train and probe_test both > 0, "
+                         "or both 0 to skip it")
     fm.require_fashion_mnist(fashion_root)
     material = _material(fashion_root)
     records, lines, counts = [], [], {}
-    bar = tqdm(total=len(parts) * sizes.scenes + sizes.core_scenes * sizes.core_bases, desc="OOD suite",
-               unit="img", disable=not progress)
+    bar = tqdm(total=len(parts) * sizes.scenes + sizes.core_scenes * sizes.core_bases + probe_jobs(sizes),
+               desc="OOD suite", unit="img", disable=not progress)
     for code, part in enumerate(parts):
         made = 0
         for i in range(sizes.scenes):
@@ -146,8 +204,15 @@ def build_ood(out_dir: str | Path, seed: int = 0, sizes: OodSizes = OodSizes(), 
     for _ in build_core(out / "core", seed, material.test, material.pool, core_sizes,
                         background=lambda r: _ood_background(r, material)):
         bar.update(1)
+    probe = None
+    if probe_jobs(sizes):
+        for _ in build_probe(out, seed, sizes, material):
+            bar.update(1)
+        probe = {"images": probe_jobs(sizes), "classes": len(fm.CLASSES), "train_per_class": sizes.probe_train,
+                 "test_per_class": sizes.probe_test}
     bar.close()
-    summary = {"seed": seed, "sizes": asdict(sizes), "parts": counts, "seconds": round(time.time() - start, 1),
+    summary = {"seed": seed, "sizes": asdict(sizes), "parts": counts, "probe": probe,
+               "seconds": round(time.time() - start, 1),
                "ood_background_files": len(material.ood_backgrounds), "statement": STATEMENT}
     (out / "build_info.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return summary
