@@ -84,7 +84,7 @@ class CrossAttention(nn.Module):
         """The half that depends on the image: tokens x (B, N, D) read `prompt` (one prompt per row)."""
         b, n, d = x.shape
         if not prompt.factorised:
-            q = self.to_q(self.norm(x)).view(b, n, self.heads, self.head_dim).transpose(1, 2)
+            q = self._queries(x)
             mask = prompt.mask[:, None, None, :]  # broadcast over heads and queries
             out = F.scaled_dot_product_attention(q, prompt.keys, prompt.values, attn_mask=mask)
             return self.to_out(out.transpose(1, 2).reshape(b, n, self.heads * self.head_dim))
@@ -100,12 +100,15 @@ class CrossAttention(nn.Module):
         The same projections (norm, to_q, the K half of to_kv) and scale as `forward`; padded text
         positions get exactly 0 and each row sums to 1 over the real tokens. For reading out where a
         prompt steers, not for the forward pass (whose factorised form never materialises this tensor)."""
-        b, n, _ = x.shape
-        q = self.to_q(self.norm(x)).view(b, n, self.heads, self.head_dim).transpose(1, 2)
-        k = self.to_kv(text).chunk(2, dim=-1)[0].view(b, -1, self.heads, self.head_dim).transpose(1, 2)
-        scores = (q @ k.transpose(-2, -1)) * self.head_dim**-0.5
-        scores = scores.masked_fill(~text_mask[:, None, None, :].to(torch.bool), float("-inf"))
+        prompt = self.prompt_keys(text, text_mask, factorised=False)
+        scores = (self._queries(x) @ prompt.keys.transpose(-2, -1)) * self.head_dim**-0.5
+        scores = scores.masked_fill(~prompt.mask[:, None, None, :], float("-inf"))
         return scores.softmax(-1)
+
+    def _queries(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-head queries (B, H, N, head_dim) of the normalised image tokens (the textbook form)."""
+        b, n, _ = x.shape
+        return self.to_q(self.norm(x)).view(b, n, self.heads, self.head_dim).transpose(1, 2)
 
 
 class FeedForward(nn.Sequential):
