@@ -34,3 +34,39 @@ def test_demo_writes_overlays_and_index(golden_model, tmp_path):
     page = index.read_text()
     assert all(r["file"] in page for r in rows) and "the scenes are made" in page
     json.dumps(rows)
+
+
+def test_real_photos_are_whole_photos_with_a_box_per_prompt():
+    from steervit.evaluation import pointing
+
+    scenes = demo.build_real_photos()
+    assert [s.name for s in scenes] == [f"real photo: {photo_id}" for photo_id, _ in demo.REAL_PHOTOS]
+    photos = {p.id: p for p in pointing.read_photos()}
+    for scene, (photo_id, prompts) in zip(scenes, demo.REAL_PHOTOS):
+        assert scene.real and scene.masks is None
+        assert (scene.image.shape[1], scene.image.shape[0]) == photos[photo_id].size  # whole, not resized
+        assert scene.prompts == list(prompts) and len(prompts) >= 2  # several objects to move between
+        for prompt, box in zip(scene.prompts, scene.boxes):  # each prompt with its own object's box
+            assert [o.box for o in photos[photo_id].objects if prompt in o.prompts] == [box]
+        assert len(set(scene.boxes)) == len(scene.boxes)
+
+
+def test_real_photo_scores_are_the_pointing_games(golden_model, tmp_path):
+    """The demo scores a real photo exactly as the pointing game scores the same (photo, prompt)."""
+    from steervit.evaluation import pointing
+
+    scene = demo.build_real_photos()[0]
+    rows = demo.run(golden_model, [scene], tmp_path)
+    photo_id = demo.REAL_PHOTOS[0][0]
+    entries = [e for e in pointing.read_entries() if e.photo.id == photo_id and e.prompt in scene.prompts]
+    by_prompt = {r["prompt"]: r for r in pointing.evaluate(golden_model, entries)["per_entry"]}
+    for row in rows:
+        assert row["real"]
+        expected = by_prompt[row["prompt"]]
+        assert abs(100 * row["mass"] - expected["steered"]["head_mass"]) < 1e-6
+        assert 100 * row["head_peak"] == expected["steered"]["head_pointing"]
+        assert 100 * row["attention_peak"] == expected["steered"]["attention_pointing"]
+        assert 100 * row["plain_attention_peak"] == expected["plain"]["attention_pointing"]
+        assert "in the object's box" in demo.describe(row)
+    page = demo.write_index(rows, tmp_path, "golden").read_text()
+    assert "hand-drawn box" in page and all(r["file"] in page for r in rows)

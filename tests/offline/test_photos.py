@@ -34,10 +34,32 @@ def test_photo_files_are_read_without_importing_imgaug():
     assert "imgaug" not in sys.modules
 
 
-def test_at_least_a_quarter_of_the_photo_objects_are_held_out():
-    held = [o for o in photos.PHOTO_OBJECTS if o.held_out]
-    assert len(held) / len(photos.PHOTO_OBJECTS) >= 0.25
+def test_at_least_a_quarter_of_the_first_photo_objects_are_held_out():
+    first = photos.objects_for("v1")
+    held = [o for o in first if o.held_out]
+    assert len(held) / len(first) >= 0.25
     assert "quokka" in {o.key for o in held}
+
+
+def test_later_recipes_add_training_objects_from_the_training_backgrounds_only():
+    """v3's objects are cut from wallpapers of the training pool, never the OOD pool, and none is held
+    out: the held-out objects (and so the OOD suite) stay those of v1."""
+    from steervit.offline import backgrounds
+
+    assert photos.objects_for("v2") == photos.objects_for("v1")
+    added = [o for o in photos.objects_for("v3") if o not in photos.objects_for("v1")]
+    assert {o.key for o in added} == set(photos.WALLPAPER_SOURCES) and not any(o.held_out for o in added)
+    train = {p["name"]: {f["path"].rsplit("/", 1)[-1] for f in p["files"]} for p in backgrounds.pool_packages("train")}
+    for package, filename in photos.WALLPAPER_SOURCES.values():
+        assert filename in train.get(package, set()), (package, filename)
+    assert len(set(photos.WALLPAPER_SOURCES.values())) == len(added)
+
+
+@pytest.mark.parametrize("key", list(photos.WALLPAPER_SOURCES))
+def test_wallpaper_objects_fill_a_fair_share_of_their_photo(key):
+    """The threshold picked by eye outlines one object: neither a speck nor most of the photo."""
+    share = photos.photo_object_mask(key).mean()
+    assert 0.005 < share < 0.5, share
 
 
 @pytest.mark.parametrize("key", [o.key for o in photos.PHOTO_OBJECTS])

@@ -55,6 +55,19 @@ def test_page_and_examples(client):
     assert answer["limits"]["max_prompts"] == 8 and answer["default_gate_factor"] == 1.0
 
 
+def test_real_multi_object_photos_suggest_prompts_for_their_objects(client):
+    """The pointing game's photos are examples, each suggesting one prompt per hand-boxed object."""
+    from steervit.evaluation import pointing
+
+    examples = {e["key"]: e for e in client.get("/api/examples").json()["examples"]}
+    for photo in pointing.read_photos():
+        if photo.id in examples:
+            assert examples[photo.id]["prompts"] == [obj.prompts[0] for obj in photo.objects]
+    assert {"motorcycle", "china", "flower", "quokka", "astronaut", "coffee"} <= set(examples)
+    assert examples["cat"]["prompts"] == []  # not a pointing photo: no boxes, nothing suggested
+    assert len(examples["motorcycle"]["prompts"]) >= 4
+
+
 def test_steer_gives_overlays_that_differ_between_prompts(client):
     response = steer(client, ["the bright square", "the dark background at the bottom"], image=png_bytes(0))
     assert response.status_code == 200, response.text

@@ -124,3 +124,26 @@ def test_page_draws_word_maps(browser, live_server):
     assert shown == ["the", "cat's", "red-nosed", "face.", "zebra"]  # one overlay per word, subwords merged
     captions = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#words-maps figcaption")]
     assert captions[1].startswith("cat's ") and captions[1].endswith("%")
+
+
+def test_a_real_photo_fills_in_its_suggested_prompts(browser, live_server):
+    """Picking a multi-object photo fills the prompt box with its objects; typed prompts are kept."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from steervit.evaluation import pointing
+
+    photos = {p.id: p for p in pointing.read_photos()}
+    wait = WebDriverWait(browser, WAIT_S)
+    browser.get(live_server)
+    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+    box = browser.find_element(By.ID, "prompts")
+    box.clear()
+    browser.find_element(By.CSS_SELECTOR, '#examples button[data-key="motorcycle"]').click()
+    assert box.get_attribute("value").split("\n") == [o.prompts[0] for o in photos["motorcycle"].objects]
+    browser.find_element(By.CSS_SELECTOR, '#examples button[data-key="coffee"]').click()  # still the suggestion: replaced
+    assert box.get_attribute("value").split("\n") == [o.prompts[0] for o in photos["coffee"].objects]
+    box.clear()
+    box.send_keys("the saucer")
+    browser.find_element(By.CSS_SELECTOR, '#examples button[data-key="motorcycle"]').click()
+    assert box.get_attribute("value") == "the saucer"  # the user's own prompt is not overwritten

@@ -18,16 +18,16 @@ def register(commands) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     import time
 
-    from ..demo import build_scenes, run, write_index
+    from ..demo import build_real_photos, build_scenes, describe, run, write_index
     from .options import check_output_dir
 
     check_output_dir(args.out)
     start = time.perf_counter()
     model = model_from_args(args)
-    rows = run(model, build_scenes(), args.out)
+    rows = run(model, build_scenes() + build_real_photos(), args.out)
     index = write_index(rows, args.out, str(args.model))
     width = max(len(r["prompt"]) for r in rows)
     for r in rows:
-        print(f"  {r['scene']:<22} {r['prompt']:<{width}}  {r['mass']:6.1%} of the heatmap on the named object")
+        print(f"  {r['scene']:<22} {r['prompt']:<{width}}  {describe(r)}")
     print(f"wrote {len(rows)} overlays and {index} in {time.perf_counter() - start:.0f} s")
     return 0

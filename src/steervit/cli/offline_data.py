@@ -25,9 +25,10 @@ def register(commands) -> None:
     p.add_argument("--val-images", type=non_negative_int, metavar="N", help="scene images in validation (default 100)")
     p.add_argument("--test-images", type=non_negative_int, metavar="N", help="scene images in test (default 200)")
     p.add_argument("--expressions", type=non_negative_int, metavar="N", help="records per scene image (default 3)")
-    p.add_argument("--recipe", choices=("v1", "v2"), default="v1",
-                   help="v1: the first generation (the bundled model's data); v2: 1-12 items, real photo "
-                        "backgrounds, touching and partly hidden items, appearance changes (default: v1)")
+    p.add_argument("--recipe", choices=("v1", "v2", "v3"), default="v1",
+                   help="v1: the first generation; v2: 1-12 items, real photo backgrounds, touching and "
+                        "partly hidden items, appearance changes; v3: v2 with more crowded scenes and six "
+                        "more photo objects (default: v1)")
     p.add_argument("--no-eval-sets", action="store_true", help="skip core/, anomaly/ and pods/")
     p.add_argument("--overwrite", action="store_true", help="replace a previous build in OUT_DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

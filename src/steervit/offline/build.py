@@ -54,7 +54,9 @@ class BuildSizes:
     photo_share: float = 0.25  # of scene images that are photo composites (test: 1/3)
     # "v1": the first generation (2-5 products, few backgrounds, no occlusion); "v2": train and
     # validation scenes of 1-12 items, real photo backgrounds, touching and partly hidden items,
-    # appearance changes. The test split is v1 in both, so in-distribution numbers stay comparable.
+    # appearance changes; "v3": v2 with crowded scenes twice as often (a third of 9-12 items), up to
+    # three photo objects a scene, and six more photo objects cut from training-pool wallpapers.
+    # The test split is v1 in all, so in-distribution numbers stay comparable.
     recipe: str = "v1"
     core: eval_sets.CoreSizes = field(default_factory=eval_sets.CoreSizes)
     anomaly: eval_sets.AnomalySizes = field(default_factory=eval_sets.AnomalySizes)
@@ -122,18 +124,18 @@ def build_offline(out_dir: str | Path, seed: int = 0, scale: float = 1.0, sizes:
     start = time.time()
     if sizes is None:
         sizes = BuildSizes().scaled(scale) if scale != 1.0 else BuildSizes()
-    if sizes.recipe not in ("v1", "v2"):
-        raise ValueError(f"recipe must be v1 or v2, got {sizes.recipe!r}")
-    if sizes.recipe == "v2":
+    if sizes.recipe not in photos.RECIPES:
+        raise ValueError(f"recipe must be one of {', '.join(photos.RECIPES)}, got {sizes.recipe!r}")
+    if sizes.recipe != "v1":
         background_files("train")  # installed? (scripts/install-backgrounds.sh) before anything is written
     fm.require_fashion_mnist(fashion_root)  # fail before anything is written
     out = Path(out_dir)
     _prepare_out(out, overwrite)
     train_data = fm.load_fashion_mnist("train", fashion_root)
     test_data = fm.load_fashion_mnist("test", fashion_root)
-    quokka_iou = _prepare_cutouts(home)
-    material = _split_material(seed, train_data, test_data)
-    if sizes.recipe == "v2":
+    quokka_iou = _prepare_cutouts(home, sizes.recipe)
+    material = _split_material(seed, train_data, test_data, sizes.recipe)
+    if sizes.recipe != "v1":
         material = replace(material, backgrounds=tuple(background_files("train")))
 
     bar = tqdm(total=_job_count(sizes, eval_sets_too), desc="scenes", unit="img", disable=not progress)
@@ -150,19 +152,20 @@ def build_offline(out_dir: str | Path, seed: int = 0, scale: float = 1.0, sizes:
     return summary
 
 
-def _prepare_cutouts(home: str | None) -> float:
+def _prepare_cutouts(home: str | None, recipe: str) -> float:
     """Every photo object's cut-out, made (or read) up front; checks them against the quokka polygon first.
 
     Returns the quokka cut-out's IoU with its hand-drawn polygon, for the summary.
     """
     quokka_iou = photos.check_cutouts(home)
-    for obj in photos.PHOTO_OBJECTS:
+    for obj in photos.objects_for(recipe):
         photos.cutout(obj.key, home)
     return quokka_iou
 
 
-def _split_material(seed: int, train_data: fm.FashionMNIST, test_data: fm.FashionMNIST) -> _Material:
+def _split_material(seed: int, train_data: fm.FashionMNIST, test_data: fm.FashionMNIST, recipe: str) -> _Material:
     """Shuffle the photos with the seed's own streams and deal them out (see `_Material`)."""
+    objects = photos.objects_for(recipe)
     order = np.random.default_rng([seed, 1]).permutation(len(train_data.labels))
     n_val = int(len(order) * VALIDATION_SHARE)
     test_order = np.random.default_rng([seed, 2]).permutation(len(test_data.labels))
@@ -176,8 +179,8 @@ def _split_material(seed: int, train_data: fm.FashionMNIST, test_data: fm.Fashio
         },
         core_pool=_by_class(test_data, test_order[2 * quarter:3 * quarter]),
         pods_pool=_by_class(test_data, test_order[3 * quarter:]),
-        seen=tuple(o.key for o in photos.PHOTO_OBJECTS if not o.held_out),
-        held=tuple(o.key for o in photos.PHOTO_OBJECTS if o.held_out),
+        seen=tuple(o.key for o in objects if not o.held_out),
+        held=tuple(o.key for o in objects if o.held_out),
     )
 
 
@@ -202,13 +205,15 @@ def _build_scenes(out: Path, seed: int, sizes: BuildSizes, material: _Material, 
     records: list[Record] = []
     scene_lines: list[dict] = []
     counts: dict = {"records": {}, "images": {}, "by_kind": {}}
+    # the test split is made as in v1 whatever the recipe, so with v1's photo objects only
+    v1_material = replace(material, seen=tuple(o.key for o in photos.objects_for("v1") if not o.held_out))
     for split_code, split in enumerate(SPLITS):
         for i in range(getattr(sizes, split)):
             rng = np.random.default_rng([seed, 10 + split_code, i])
-            if sizes.recipe == "v2" and split != "test":
-                kind, scene = _random_scene_v2(rng, split, material, home)
+            if sizes.recipe != "v1" and split != "test":
+                kind, scene = _random_scene_v2(rng, split, material, home, crowded=sizes.recipe == "v3")
             else:
-                kind, scene = _random_scene(rng, split, sizes, material, home)
+                kind, scene = _random_scene(rng, split, sizes, v1_material if split == "test" else material, home)
             image_id = f"{split}-{i:05d}"
             image_path, items = save_scene(out, split, image_id, scene)
             prefer = [k for k, p in enumerate(scene.placed) if p.item.held_out and p.item.source == "photo"]
@@ -248,16 +253,20 @@ def _random_scene(rng: np.random.Generator, split: str, sizes: BuildSizes, mater
 
 V2_COUNTS = np.arange(1, 13)
 V2_COUNT_WEIGHTS = np.array([4, 8, 10, 10, 9, 8, 6, 5, 4, 3, 2, 2], float) / 71  # most scenes 2-7 items
+V3_COUNT_WEIGHTS = np.array([2, 4, 6, 7, 7, 7, 7, 7, 7, 6, 5, 5], float) / 70  # a third of them 9-12 items
 
 
-def _random_scene_v2(rng: np.random.Generator, split: str, material: _Material, home: str | None) -> tuple[str, Scene]:
+def _random_scene_v2(rng: np.random.Generator, split: str, material: _Material, home: str | None,
+                     crowded: bool = False) -> tuple[str, Scene]:
     """A second-generation scene: 1-12 items (photo objects and products, classes repeated in other
     colours), 28-160 px, touching and partly hidden in half the crowded scenes, on a real photo
-    background half the time, then camera-like appearance changes."""
+    background half the time, then camera-like appearance changes. `crowded` (recipe v3): more
+    scenes of many items and up to three photo objects in half the scenes."""
     data = material.train
     pool = material.pools[split]
-    count = int(rng.choice(V2_COUNTS, p=V2_COUNT_WEIGHTS))
-    n_photo = int(rng.integers(0, min(2, count) + 1)) if rng.random() < 0.4 else 0
+    count = int(rng.choice(V2_COUNTS, p=V3_COUNT_WEIGHTS if crowded else V2_COUNT_WEIGHTS))
+    most_photos, photo_chance = (3, 0.5) if crowded else (2, 0.4)
+    n_photo = int(rng.integers(0, min(most_photos, count) + 1)) if rng.random() < photo_chance else 0
     items = [photo_item(str(k)) for k in rng.choice(material.seen, size=n_photo, replace=False)]
     for label in rng.integers(10, size=count - n_photo):  # repeated classes: same-class distractors
         colour = str(rng.choice(list(PALETTE))) if rng.random() < 0.6 else None
@@ -353,9 +362,9 @@ def _summary(seed: int, scale: float, sizes: BuildSizes, counts: dict, quokka_io
         "counts": counts,
         "quokka_cutout_iou": round(quokka_iou, 4),
         "held_out_photo_objects": list(held),
-        "held_out_share": round(len(held) / len(photos.PHOTO_OBJECTS), 3),
+        "held_out_share": round(len(held) / len(photos.objects_for(sizes.recipe)), 3),
         "photo_objects": {o.key: {"source": o.source, "licence": o.licence, "threshold": o.threshold,
-                                  "held_out": o.held_out} for o in photos.PHOTO_OBJECTS},
+                                  "held_out": o.held_out} for o in photos.objects_for(sizes.recipe)},
         "textures": {t.key: {"source": t.source, "licence": t.licence} for t in photos.TEXTURES},
         "fashion_mnist": {"source": "Debian dataset-fashion-mnist (Zalando Research)", "licence": "MIT",
                           "validation_share_of_train": VALIDATION_SHARE},

@@ -221,8 +221,9 @@ def build_ood(out_dir: str | Path, seed: int = 0, sizes: OodSizes = OodSizes(), 
 def _material(fashion_root: str | None) -> _Material:
     test = fm.load_fashion_mnist("test", fashion_root)
     pool = {label: np.flatnonzero(test.labels == label) for label in range(10)}
-    seen = tuple(o.key for o in photos.PHOTO_OBJECTS if not o.held_out)
-    held = tuple(o.key for o in photos.PHOTO_OBJECTS if o.held_out)
+    objects = photos.objects_for("v2")  # the suite stays as first built, whatever the training recipe
+    seen = tuple(o.key for o in objects if not o.held_out)
+    held = tuple(o.key for o in objects if o.held_out)
     return _Material(test, pool, seen, held, bg.background_files("ood"))
 
 

@@ -42,6 +42,7 @@ class PhotoObject:
     description: str  # a longer hand-written phrase (an expression on its own)
     kind: str | None  # a broader noun ("animal", "person") or None where none reads naturally
     held_out: bool = False  # test split and evaluation sets only
+    since: str = "v1"  # the data recipe that first uses it: older recipes rebuild exactly as before
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -75,6 +76,24 @@ def imgaug_folder() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("imgaug is not installed; install it with: pip install --no-deps imgaug==0.4.0")
     return Path(list(spec.submodule_search_locations)[0])
+
+
+def _wallpaper(package: str, filename: str, long_side: int = 1024) -> Callable[[], np.ndarray]:
+    """A photo of the training pool of Debian backgrounds (scripts/install-backgrounds.sh), at most `long_side` px."""
+    def load() -> np.ndarray:
+        from . import backgrounds
+
+        entry = next(p for p in backgrounds.catalogue()["packages"] if p["name"] == package)
+        path = next(f["path"] for f in entry["files"] if f["path"].endswith("/" + filename))
+        found = backgrounds.locate(package, path)
+        if found is None:
+            raise FileNotFoundError(f"{package}: {path} is not installed; run: sh scripts/install-backgrounds.sh")
+        with Image.open(found) as im:
+            im = im.convert("RGB")
+            im.thumbnail((long_side, long_side), Image.Resampling.LANCZOS)
+            return np.asarray(im)
+
+    return load
 
 
 def _quokka() -> np.ndarray:
@@ -114,8 +133,38 @@ PHOTO_OBJECTS: tuple[PhotoObject, ...] = (
     PhotoObject("cameraman", "scikit-image camera (Lav Varshney)", "CC0", 0.5,
                 ("cameraman", "man with the camera", "photographer", "man in the dark coat"),
                 "a man in a dark coat looking into a camera", "person", held_out=True),
+    # Recipe v3: salient objects of training-pool wallpapers (docs/offline-backgrounds.md), each cut
+    # out well by the saliency decoder (checked by eye); their photos are training backgrounds too.
+    PhotoObject("bowl", "lomiri-wallpapers Picture_0B by freespace", "CC-BY-4.0", 0.5,
+                ("red bowl", "bowl with a fig", "red dish"),
+                "a red bowl holding half a fig", "dish", since="v3"),
+    PhotoObject("lighthouse", "tuxpaint-data lighthouse.jpg", "GPL-2+", 0.5,
+                ("lighthouse", "white lighthouse", "lantern room"),
+                "the white lantern room of a lighthouse", "building", since="v3"),
+    PhotoObject("nuthatch", "lomiri-wallpapers Kleiber by Lukas Baubkus", "CC-BY-SA-3.0", 0.5,
+                ("nuthatch", "small songbird", "little grey bird"),
+                "a small grey and orange songbird clinging to bark", "animal", since="v3"),
+    PhotoObject("dog", "lomiri-wallpapers friends by Aitzol Berasategi", "CC-BY-4.0", 0.65,
+                ("dog", "spaniel", "brown dog"),
+                "a brown spaniel with long curly ears", "animal", since="v3"),
+    PhotoObject("ornament", "lomiri-wallpapers free by Peter Nerlich", "CC-BY-SA-4.0", 0.5,
+                ("bird ornament", "wooden bird", "toy bird"),
+                "a carved wooden bird with spread wings", "decoration", since="v3"),
+    PhotoObject("dandelion", "lomiri-wallpapers seeding by Clements Engelhardt", "CC0-1.0", 0.65,
+                ("dandelion", "dandelion clock", "seed head"),
+                "a round white dandelion seed head", "plant", since="v3"),
 )
 OBJECTS_BY_KEY = {obj.key: obj for obj in PHOTO_OBJECTS}
+
+# The v3 objects' photos: (Debian package, file name), all from the training pool of backgrounds.
+WALLPAPER_SOURCES = {
+    "bowl": ("lomiri-wallpapers-16.04", "Picture_0B_by_freespace.jpg"),
+    "lighthouse": ("tuxpaint-data", "lighthouse.jpg"),
+    "nuthatch": ("lomiri-wallpapers-20.04", "Kleiber_by_Lukas_Baubkus.jpg"),
+    "dog": ("lomiri-wallpapers-16.04", "friends_by_Aitzol_Berasategi.jpg"),
+    "ornament": ("lomiri-wallpapers-16.04", "free_by_Peter_Nerlich.jpg"),
+    "dandelion": ("lomiri-wallpapers-16.04", "seeding_by_Clements_Engelhardt.jpg"),
+}
 
 _LOADERS: dict[str, Callable[[], np.ndarray]] = {
     "astronaut": _skimage("astronaut"),
@@ -128,7 +177,16 @@ _LOADERS: dict[str, Callable[[], np.ndarray]] = {
     "quokka": _quokka,
     "grace_hopper": _grace_hopper,
     "cameraman": _skimage("camera"),
+    **{key: _wallpaper(package, filename) for key, (package, filename) in WALLPAPER_SOURCES.items()},
 }
+
+
+RECIPES = ("v1", "v2", "v3")
+
+
+def objects_for(recipe: str) -> tuple[PhotoObject, ...]:
+    """The photo objects a data recipe uses (a recipe keeps every object of the ones before it)."""
+    return tuple(o for o in PHOTO_OBJECTS if RECIPES.index(o.since) <= RECIPES.index(recipe))
 
 
 @dataclass(frozen=True)

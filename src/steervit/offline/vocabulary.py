@@ -66,7 +66,7 @@ def W(*train: str, ood: tuple[str, ...] | str = ()) -> Words:
 
 # --------------------------------------------------------------------------- things
 
-# Ten Fashion-MNIST product classes, then the ten photo objects (photos.PHOTO_OBJECTS). Names are
+# Ten Fashion-MNIST product classes, then the photo objects (photos.PHOTO_OBJECTS). Names are
 # noun phrases without an article; the first training name is the one the scene code uses today
 # (FashionClass.nouns[0], PhotoObject.names[0]) and every name in use today is a training name.
 # Product names hold for every photo of the class (so no "jeans" or "gown", which fit only some),
@@ -148,6 +148,26 @@ NOUNS: dict[str, Noun] = {
         W("cameraman", "man with the camera", "photographer", "man in the dark coat", "camera operator",
           "man behind the camera", ood=("man at the tripod", "cameraperson")),
         W("man in a dark coat looking into a camera", ood="man peering through a camera on a tripod"), "person"),
+    # recipe v3 (photos.PHOTO_OBJECTS with since="v3")
+    "bowl": Noun(
+        W("red bowl", "bowl with a fig", "red dish", "bowl", "fruit bowl", "red fruit bowl", ood=("red basin", "scarlet bowl")),
+        W("red bowl holding half a fig", ood="bright red dish with a cut fig in it"), "dish"),
+    "lighthouse": Noun(
+        W("lighthouse", "white lighthouse", "lantern room", "lighthouse lantern", "beacon tower", ood=("light tower", "coastal lighthouse")),
+        W("white lantern room of a lighthouse", ood="glass-walled lantern of a lighthouse"), "building"),
+    "nuthatch": Noun(
+        W("nuthatch", "small songbird", "little grey bird", "songbird", "small bird", ood=("tiny bird", "garden bird")),
+        W("small grey and orange songbird clinging to bark", ood="little bird with a grey back and orange belly"),
+        "animal"),
+    "dog": Noun(
+        W("dog", "spaniel", "brown dog", "puppy", "cocker spaniel", "pet dog", ood=("hound", "doggy")),
+        W("brown spaniel with long curly ears", ood="dog with floppy brown ears"), "animal"),
+    "ornament": Noun(
+        W("bird ornament", "wooden bird", "toy bird", "carved bird", "hanging bird", ood=("bird figurine", "bird decoration")),
+        W("carved wooden bird with spread wings", ood="little wooden bird hanging from a string"), "decoration"),
+    "dandelion": Noun(
+        W("dandelion", "dandelion clock", "seed head", "dandelion puff", "blowball", ood=("puffball", "fluffy seed head")),
+        W("round white dandelion seed head", ood="white fluffy ball of dandelion seeds"), "plant"),
 }
 FASHION_KEYS = ("tshirt", "trousers", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle_boot")
 PHOTO_KEYS = tuple(k for k in NOUNS if k not in FASHION_KEYS)  # == photos.PHOTO_OBJECTS keys, in order
@@ -166,6 +186,8 @@ KINDS: dict[str, Words] = {
     "plant": W("plant", "garden plant", ood="flowering plant"),
     "drink": W("drink", "beverage", ood="hot drink"),
     "money": W("money", "piece of money", ood="piece of currency"),
+    "dish": W("dish", "piece of tableware", ood="piece of crockery"),
+    "decoration": W("decoration", "ornament", ood="adornment"),
 }
 GENERIC = W("item", "object", "thing", ood="element")  # any item at all: "the leftmost item"; key "generic"
 

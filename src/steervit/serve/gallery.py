@@ -1,4 +1,8 @@
-"""The example gallery: real sample photos (scikit-image) plus a few Fashion-MNIST composites.
+"""The example gallery: real sample photos plus a few Fashion-MNIST composites.
+
+The real photos are scikit-image's samples and the pointing game's multi-object photos
+(`evaluation.pointing`); a photo of the pointing game suggests prompts that name its objects, so a
+user sees the heatmap and the attention move from one object to another.
 
 The gallery doubles as the pictures a user can pick and as the search space of the steered
 nearest-neighbour search. Its images are embedded once, when the app starts; steered features
@@ -26,6 +30,8 @@ SKIMAGE_PHOTOS = (
     ("coins", "coins", "Ancient coins (no known restrictions)"),
     ("cameraman", "camera", "Cameraman (CC0)"),
 )
+# Multi-object photos of the pointing game beyond the scikit-image ones above (pointing photo ids).
+POINTING_PHOTOS = ("flower", "china", "quokka", "motorcycle", "grace_hopper")
 # Fashion-MNIST composites: (key, [(class label, colour name), ...]) laid out on a 2x2 grid.
 COMPOSITES = (
     ("fashion-1", [(7, "red"), (8, "blue"), (3, "green"), (9, None)]),
@@ -39,6 +45,7 @@ class Example:
     key: str
     title: str
     image: Image.Image  # RGB
+    prompts: tuple[str, ...] = ()  # suggested prompts, one per object the photo shows
 
 
 def _thumbnail(image: Image.Image, side: int) -> Image.Image:
@@ -54,13 +61,30 @@ def data_url(image: Image.Image, fmt: str = "PNG") -> str:
     return f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _suggested_prompts() -> dict:
+    """Pointing photo id -> (the photo, the first prompt of each of its objects)."""
+    from ..evaluation import pointing
+
+    return {photo.id: (photo, tuple(obj.prompts[0] for obj in photo.objects)) for photo in pointing.read_photos()}
+
+
 def photo_examples() -> list[Example]:
+    """scikit-image's sample photos, then the pointing game's other multi-object photos."""
     import skimage.data
 
+    from ..evaluation import pointing
+
+    suggested = _suggested_prompts()
     examples = []
     for key, name, title in SKIMAGE_PHOTOS:
         array = np.asarray(getattr(skimage.data, name)())
-        examples.append(Example(key, title, _thumbnail(Image.fromarray(array), EXAMPLE_SIDE)))
+        prompts = suggested[key][1] if key in suggested else ()
+        examples.append(Example(key, title, _thumbnail(Image.fromarray(array), EXAMPLE_SIDE), prompts))
+    for key in POINTING_PHOTOS:
+        photo, prompts = suggested[key]
+        picture = Image.fromarray(np.asarray(pointing.load_photo(photo)))
+        examples.append(Example(key, f"{photo.title} ({photo.licence.split(';')[0]})",
+                                _thumbnail(picture, EXAMPLE_SIDE), prompts))
     return examples
 
 
@@ -114,7 +138,8 @@ class Gallery:
         self._steered: OrderedDict[tuple[str, float], "torch.Tensor"] = OrderedDict()
 
     def describe(self) -> list[dict]:
-        return [{"key": k, "title": self.examples[k].title, "thumbnail": self.thumbnails[k]} for k in self.keys]
+        return [{"key": k, "title": self.examples[k].title, "thumbnail": self.thumbnails[k],
+                 "prompts": list(self.examples[k].prompts)} for k in self.keys]
 
     def steered(self, prompts: list[str], gate_factor: float):
         """(P, N, D) unit-length steered features of every example, per prompt, at this gate factor
