@@ -218,3 +218,21 @@ def test_a_large_photo_within_the_limits_is_accepted(client):
                            files={"image": ("big.jpg", buffer.getvalue(), "image/jpeg")})
     assert response.status_code == 200, response.text
     assert decode_data_url(response.json()["image"]).shape == (160, 160, 3)
+
+
+def test_an_example_photo_whose_package_is_missing_is_left_out_with_a_warning(monkeypatch):
+    """The web app still starts without, say, scikit-learn: that photo is an example fewer, said once."""
+    from steervit.evaluation import pointing
+    from steervit.serve import gallery
+
+    real_load = pointing.load_photo
+
+    def load(photo, check=True):
+        if photo.id == "china":
+            raise ImportError("No module named 'sklearn'")
+        return real_load(photo, check)
+
+    monkeypatch.setattr(pointing, "load_photo", load)
+    with pytest.warns(UserWarning, match="leaving out the example 'china'.*sklearn"):
+        keys = [e.key for e in gallery.photo_examples()]
+    assert "china" not in keys and {"flower", "quokka", "astronaut"} <= set(keys)
