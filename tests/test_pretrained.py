@@ -94,12 +94,12 @@ def test_bundled_model_moves_between_objects_of_a_real_photo(bundled):
     face" puts mass inside the quokka's box too). The plain head is one map per photo, so it cannot."""
     from PIL import Image
 
-    from steervit.demo import _box_masks, build_real_photos
+    from steervit.demo import box_masks, build_real_photos
     from steervit.evaluation import pointing
 
     for scene in build_real_photos():
         images = bundled.get_transforms(crop=False)(Image.fromarray(scene.image))[None]
-        boxes = _box_masks(scene, tuple(images.shape[-2:][::-1])).bool()
+        boxes = box_masks(scene, tuple(images.shape[-2:][::-1])).bool()
         heat = bundled.get_heatmaps(images, bundled.encode_text(scene.prompts), cross=True)[0, :, 0]
         # mass[p, o]: share of prompt p's head map inside object o's box
         mass = torch.tensor([[pointing.mass_inside(h, box) for box in boxes] for h in heat])

@@ -102,13 +102,19 @@ def build_real_photos() -> list[DemoScene]:
     return scenes
 
 
-def _box_masks(scene: DemoScene, size: tuple[int, int]) -> torch.Tensor:
-    """(P, H, W) the boxes scaled to the model's input, as the pointing game scales them."""
+def scaled_boxes(scene: DemoScene, size: tuple[int, int]) -> list[tuple[float, ...]]:
+    """A real photo's boxes in the pixels of the model's (width, height) input, as the pointing game scales them."""
     from .evaluation import pointing
 
     photo_size = (scene.image.shape[1], scene.image.shape[0])
-    return torch.stack([pointing.box_mask(pointing.scale_box(box, photo_size, size), size[1], size[0])
-                        for box in scene.boxes]).float()
+    return [pointing.scale_box(box, photo_size, size) for box in scene.boxes]
+
+
+def box_masks(scene: DemoScene, size: tuple[int, int]) -> torch.Tensor:
+    """(P, H, W) the scaled boxes as the pointing game's pixel masks."""
+    from .evaluation import pointing
+
+    return torch.stack([pointing.box_mask(box, size[1], size[0]) for box in scaled_boxes(scene, size)]).float()
 
 
 def _real_photo_scores(heat, attn, plain_attn, masks) -> list[dict]:
@@ -140,7 +146,7 @@ def run(model, scenes: list[DemoScene], out: Path) -> list[dict]:
         attn = model.get_attention_heatmaps(images, prompts, cross=True)[0]
         plain_attn = model.get_attention_heatmaps(images)[0]
         if scene.real:
-            masks = _box_masks(scene, size)
+            masks = box_masks(scene, size)
             scores = _real_photo_scores(heat, attn, plain_attn, masks)
         else:
             masks = torch.from_numpy(np.stack([np.array(Image.fromarray(m).resize(size, Image.NEAREST))
@@ -148,10 +154,11 @@ def run(model, scenes: list[DemoScene], out: Path) -> list[dict]:
             logits = model.segmentation_logits(images, prompts, cross=True)[0]  # (P, N)
             scores = [{"mass": float(m)} for m in probability_mass(logits, masks, model.patch_size)]
         view = picture.resize(size)
+        where = "in its box" if scene.real else "on it"
+        shown = ([_with_box(view, box) for box in scaled_boxes(scene, size)] if scene.real
+                 else [view] * len(scene.prompts))
         for p, prompt in enumerate(scene.prompts):
-            where = "in its box" if scene.real else "on it"
-            shown = _with_box(view, masks[p]) if scene.real else view
-            figure = overlay.four_panels(shown, prompt, heat[p], attn[p], plain_attn,
+            figure = overlay.four_panels(shown[p], prompt, heat[p], attn[p], plain_attn,
                                          head_label=f"head heatmap ({scores[p]['mass']:.0%} {where})",
                                          steered_label="attention, steered", plain_label="attention, plain")
             path = out / f"scene{s}_prompt{p}.png"
@@ -160,13 +167,13 @@ def run(model, scenes: list[DemoScene], out: Path) -> list[dict]:
     return rows
 
 
-def _with_box(view: Image.Image, box: torch.Tensor) -> Image.Image:
-    """The picture with the named object's box outlined."""
+def _with_box(view: Image.Image, box: tuple[float, ...]) -> Image.Image:
+    """The picture with the named object's box (x0, y0, x1, y1; x1 and y1 exclusive) outlined."""
     from PIL import ImageDraw
 
-    ys, xs = torch.nonzero(box, as_tuple=True)
+    x0, y0, x1, y1 = box
     framed = view.copy()
-    ImageDraw.Draw(framed).rectangle([int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())],
+    ImageDraw.Draw(framed).rectangle([round(x0), round(y0), round(x1) - 1, round(y1) - 1],
                                      outline=(255, 255, 0), width=2)
     return framed
 

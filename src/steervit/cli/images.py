@@ -54,10 +54,8 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
     with torch.no_grad():
         embedding = model.encode_text(prompts)
         for path in images:
-            try:
-                image = open_rgb(path)
-            except (OSError, ValueError) as err:  # passed the header check, failed to decode
-                skips.skip(err)
+            image = skips.load(path, open_rgb)
+            if image is None:
                 continue
             x = transform(image)[None]
             head = model.get_heatmaps(x, embedding, cross=True)[0, :, 0]  # (P, H, W)
@@ -134,10 +132,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
         for run in tqdm(mine, desc="embedding", unit="batch", disable=None if info.is_main else True):
             batch = []
             for path in run:
-                try:
-                    image = open_rgb(path)
-                except (OSError, ValueError) as err:  # passed the header check, failed to decode
-                    skips.skip(err)
+                image = skips.load(path, open_rgb)
+                if image is None:
                     continue
                 batch.append(transform(image))
                 kept.append(path)

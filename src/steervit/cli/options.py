@@ -183,6 +183,15 @@ class Skips:
         if not self.quiet:
             tqdm.write(f"steervit: skipped: {one_line(err)}", file=sys.stderr)  # between progress-bar updates
 
+    def load(self, path, load):
+        """`load(path)`, or None when it fails (OSError, ValueError): skipped like any unusable input,
+        for files that passed the header check and fail to decode."""
+        try:
+            return load(path)
+        except (OSError, ValueError) as err:
+            self.skip(err)
+            return None
+
     def usable(self, paths, check) -> list:
         """`paths` whose `check(path)` passes; each failure (OSError, ValueError) is skipped. When none
         passes, the error itself (one input) or a summary (several) is raised: there is nothing to do."""
